@@ -218,7 +218,4 @@ def parse_answer(text: Any, max_chars: int = 20_000) -> ParsedAnswer:
 
 def description_span(text: Any) -> str:
     """The part of an answer that describes the scene (what CLIP scores)."""
-    parsed = parse_answer(text)
-    if parsed.is_json:
-        return parsed.description
-    return parsed.description
+    return parse_answer(text).description

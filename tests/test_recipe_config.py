@@ -1,0 +1,99 @@
+"""Recipe YAML parsing: flat keys onto our, TRL's trainer and TRL's model dataclasses."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from trl import ModelConfig, SFTConfig
+
+from recipes import common
+from recipes.sft.sft import SFTRecipeArguments
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SFT_TYPES = (SFTRecipeArguments, SFTConfig, ModelConfig)
+
+
+def test_published_baseline_recipe_parses_to_its_numbers():
+    recipe, train, model = common.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml")])
+    assert model.model_name_or_path == "HuggingFaceTB/SmolVLM-Instruct"
+    assert (train.num_train_epochs, train.per_device_train_batch_size, train.gradient_accumulation_steps) == (6, 4, 4)
+    assert train.learning_rate == pytest.approx(1e-4)
+    assert train.lr_scheduler_type.value == "cosine" and 0 < train.warmup_steps < 1
+    assert train.activation_checkpointing is True
+    assert model.load_in_4bit and model.use_peft
+    assert recipe.target_column == "answer_json"
+
+
+def test_command_line_overrides_the_yaml():
+    recipe, train, _ = common.parse_recipe(
+        SFT_TYPES,
+        ["--config", str(RECIPES / "sft" / "sft.yaml"), "--learning_rate", "3e-5", "--frames_per_clip", "2"],
+    )
+    assert train.learning_rate == pytest.approx(3e-5)
+    assert recipe.frames_per_clip == 2
+
+
+def test_unknown_yaml_key_is_an_error_naming_it(tmp_path):
+    config = yaml.safe_load((RECIPES / "sft" / "sft.yaml").read_text())
+    config["lerning_rate"] = 1e-3
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(common.RecipeError, match="lerning_rate") as err:
+        common.parse_recipe(SFT_TYPES, ["--config", str(path)])
+    assert str(path) in str(err.value)
+
+
+def test_unknown_command_line_option_is_an_error():
+    with pytest.raises(common.RecipeError, match="--no_such_key"):
+        common.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml"), "--no_such_key", "1"])
+
+
+def test_missing_recipe_file_is_named(tmp_path):
+    with pytest.raises(common.RecipeError, match="nope.yaml"):
+        common.parse_recipe(SFT_TYPES, ["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_every_shipped_recipe_parses():
+    for path in sorted(RECIPES.glob("sft/*.yaml")):
+        common.parse_recipe(SFT_TYPES, ["--config", str(path)])
+
+
+class _Args:
+    bf16 = True
+    fp16 = False
+
+
+def test_precision_follows_the_hardware_on_cpu(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    args = _Args()
+    assert common.apply_precision(args, "auto") == "fp32"
+    assert args.bf16 is False and args.fp16 is False
+    with pytest.raises(common.RecipeError, match="precision"):
+        common.apply_precision(args, "fp8")
+
+
+def test_hub_model_without_network_fails_at_once_with_advice(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(common.RecipeError, match="make demo"):
+        common.check_model_source("HuggingFaceTB/SmolVLM-Instruct-does-not-exist")
+
+
+def test_four_bit_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    model_args = ModelConfig(model_name_or_path="x", load_in_4bit=True)
+    with pytest.raises(common.RecipeError, match="load_in_4bit|bitsandbytes"):
+        common.quantization_config(model_args, "fp32")
+
+
+def test_lora_targets_the_text_model_only():
+    import re
+
+    _, _, model = common.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml")])
+    lora = common.lora_config(model)
+    pattern = re.compile(lora.target_modules)
+    assert pattern.fullmatch("model.text_model.layers.0.self_attn.q_proj")
+    assert pattern.fullmatch("model.text_model.layers.3.mlp.down_proj")
+    assert not pattern.fullmatch("model.vision_model.encoder.layers.0.self_attn.q_proj")

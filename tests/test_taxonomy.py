@@ -1,0 +1,111 @@
+import json
+
+import jsonschema
+import pytest
+
+from taxonomy import answer, labels
+
+
+def test_order_b_groups_match_bddoia_semantics():
+    groups = [r.group for r in labels.REASONS]
+    assert groups[0:3] == ["forward"] * 3
+    assert groups[3:9] == ["stop"] * 6
+    assert groups[9:15] == ["can_turn"] * 6
+    assert groups[15:21] == ["cannot_turn"] * 6
+    assert [r.action for r in labels.REASONS[9:12]] == ["left"] * 3
+    assert [r.action for r in labels.REASONS[18:21]] == ["right"] * 3
+    assert len(set(labels.REASON_KEYS)) == labels.NUM_REASONS == 21
+
+
+def test_vectors_round_trip():
+    vector = [0] * 21
+    vector[2] = vector[17] = 1
+    keys = labels.reasons_from_vector(vector)
+    assert keys == ["green_light", "solid_line_left"]
+    assert labels.reasons_to_vector(keys) == vector
+    assert labels.actions_from_vector([1, 0, 0, 1, 0]) == ["forward", "right"]  # 5th "confuse" ignored
+
+
+def test_custom_reason_order_from_file(tmp_path):
+    reversed_order = list(reversed(labels.REASON_KEYS))
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(reversed_order))
+    order = labels.load_reason_order(path)
+    vector = [0] * 21
+    vector[0] = 1  # position 0 of this file order is the last canonical reason
+    assert labels.reasons_from_vector(vector, order) == ["solid_line_right"]
+
+
+def test_bad_reason_order_names_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="unknown reason order"):
+        labels.load_reason_order("Z")
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(labels.REASON_KEYS[:20]))
+    with pytest.raises(ValueError, match="exactly once"):
+        labels.load_reason_order(path)
+
+
+@pytest.mark.parametrize(
+    "actions, reasons, bad",
+    [
+        (["forward"], ["green_light", "solid_line_left"], []),
+        (["stop"], ["green_light"], ["green_light"]),  # a green light beside stop only
+        (["forward", "left"], ["solid_line_left"], ["solid_line_left"]),  # cannot turn left, yet turns
+        (["stop"], ["stop_traffic_light", "no_left_lane", "no_right_lane"], []),
+    ],
+)
+def test_inconsistent_reasons(actions, reasons, bad):
+    assert labels.inconsistent_reasons(actions, reasons) == bad
+
+
+def test_formatted_answer_is_schema_valid_and_parses_back():
+    text = answer.format_answer("A red light ahead.", ["stop"], ["stop_traffic_light", "no_right_lane"])
+    obj = json.loads(text)
+    jsonschema.Draft202012Validator(answer.answer_schema()).validate(obj)
+    parsed = answer.parse_answer(" " + text)  # completions usually start with a space
+    assert parsed.is_json and parsed.actions == {"stop"}
+    assert parsed.reasons == {"stop_traffic_light", "no_right_lane"}
+    assert parsed.description == "A red light ahead."
+    # the justification names every reason by its readable phrase
+    for key in parsed.reasons:
+        assert labels.REASON_BY_KEY[key].phrase in parsed.justification
+
+
+def test_text_answer_parses_to_the_same_sets():
+    text = answer.format_text_answer("A clear road.", ["forward", "right"], ["road_clear", "on_right_turn_lane"])
+    parsed = answer.parse_answer(text)
+    assert not parsed.is_json
+    assert parsed.actions == {"forward", "right"}
+    assert parsed.reasons == {"road_clear", "on_right_turn_lane"}
+    assert parsed.description == "A clear road."
+
+
+@pytest.mark.parametrize(
+    "text, actions, reasons",
+    [
+        # sloppy JSON fields: actions as a list, reasons with phrases in free text
+        ('{"actions": ["stop", "fly"], "reasons": ["obstacle_person", "nonsense"]}', {"stop"}, {"obstacle_person"}),
+        # prose with a negated action that must not count, and a reason phrase that names "turning left"
+        ("I would stop/slow down; cannot turn left because of the solid line on the left.", {"stop"}, {"solid_line_left"}),
+        ("Move forward: the road is clear", {"forward"}, {"road_clear"}),
+        ("The front car is turning left, so turn left.", {"left"}, {"front_car_turning_left"}),
+        ('garbage {"actions": {"forward": "yes"}} more', set(), set()),  # non-boolean values do not count
+    ],
+)
+def test_sloppy_answers(text, actions, reasons):
+    parsed = answer.parse_answer(text)
+    assert parsed.actions == actions
+    assert parsed.reasons == reasons
+
+
+@pytest.mark.parametrize("garbage", ["", None, 42, "{{{{", "[" * 5000, '{"a":' * 5000, "\x00\uffff🚗", "x" * 200_000])
+def test_garbage_never_raises(garbage):
+    parsed = answer.parse_answer(garbage)
+    assert parsed.empty
+
+
+def test_json_bookkeeping_counts_outside_text_and_repeats():
+    one = answer.format_answer("d", ["forward"], ["road_clear"])
+    parsed = answer.parse_answer(f"Sure! {one}{one}")
+    assert parsed.json_objects_found == 2
+    assert parsed.text_outside_json.startswith("Sure!")
