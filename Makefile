@@ -1,4 +1,6 @@
-# SmolDrive: every target a user runs. Variables can be set on the command line (make data FRAMES=2).
+# SmolDrive: every target a user runs. Variables can be set on the command line, e.g.
+#   make data BDDOIA_ROOT=/data/bdd-oia FRAMES=4 STRIDE=2
+#   make sft ARGS="--learning_rate 5e-5 --num_train_epochs 3"
 # `make demo` and `make test` work on a fresh machine: they create the virtual environment first.
 
 PYTHON      ?= python3
@@ -8,27 +10,38 @@ INSTALLED   := $(VENV)/.installed
 
 WORK        ?= work
 SEED        ?= 0
-# synthetic world (a BDD-OIA release layout)
+# synthetic world, written in BDD-OIA's release layout
 SYNTH_ROOT  ?= $(WORK)/synth-bddoia
-SYNTH_CLIPS ?= 1200
-# data prep: BDDOIA_ROOT is a folder holding data/ and the six annotation files
+SYNTH_CLIPS ?= 1500
+# data prep: BDDOIA_ROOT holds data/ and the six annotation files
 BDDOIA_ROOT ?= $(SYNTH_ROOT)
 OUT         ?= $(WORK)/dataset
 FRAMES      ?= 4
 STRIDE      ?= 1
 IMAGE_SIZE  ?= 64
 JOBS        ?= 2
-# tiny offline models (stand-ins for HuggingFaceTB/SmolVLM-Instruct and an open_clip model)
+# tiny offline stand-ins for HuggingFaceTB/SmolVLM-Instruct and an open_clip model
 MODELS      ?= $(WORK)/models
+# recipes: VARIANT= runs recipes/<stage>/<stage>.yaml (the real models), VARIANT=demo the _demo.yaml
+VARIANT     ?=
+ARGS        ?=
+recipe       = recipes/$(1)/$(1)$(if $(VARIANT),_$(VARIANT)).yaml
+# evaluation and prediction
+MODEL       ?= $(WORK)/sft
+SPLIT       ?= test
+EVAL_OUT    ?= $(WORK)/eval/$(notdir $(MODEL))
+EVAL_ARGS   ?=
+INPUT       ?=
+PREDICT_OUT ?= $(WORK)/predictions.jsonl
 
 export PYTHONUNBUFFERED=1
 export WANDB_MODE ?= offline
-export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install test demo synth data tiny-models audit bench clean
+.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report bench clean
 
-help:
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,31 +49,65 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-install: $(INSTALLED) ## create .venv and install SmolDrive with pinned dependencies
+install: $(INSTALLED) ## create .venv and install SmolDrive with its pinned dependencies
 
 test: $(INSTALLED) ## run the test suite
 	$(PY) -m pytest -q
 
-synth: $(INSTALLED) ## write the synthetic world as a BDD-OIA release (SYNTH_ROOT, SYNTH_CLIPS, SEED)
-	$(PY) -m data_prep.synth --out $(SYNTH_ROOT) --clips $(SYNTH_CLIPS) --seed $(SEED)
+synth: $(INSTALLED) ## write the synthetic world as a BDD-OIA release (SYNTH_ROOT SYNTH_CLIPS SEED)
+	$(PY) -m data_prep.synth --out $(SYNTH_ROOT) --clips $(SYNTH_CLIPS) --seed $(SEED) --num-proc $(JOBS) --skip-existing
 
-data: $(INSTALLED) ## prepare a dataset from a BDD-OIA release (BDDOIA_ROOT, OUT, FRAMES, STRIDE, IMAGE_SIZE)
+data: $(INSTALLED) ## prepare a dataset from a BDD-OIA release (BDDOIA_ROOT OUT FRAMES STRIDE IMAGE_SIZE JOBS)
 	$(PY) -m data_prep.prepare --root $(BDDOIA_ROOT) --out $(OUT) --frames $(FRAMES) --stride $(STRIDE) \
 		--image-size $(IMAGE_SIZE) --num-proc $(JOBS)
 
-audit: $(INSTALLED) ## check which reason order fits an annotation set (BDDOIA_ROOT)
+audit: $(INSTALLED) ## which reason order fits an annotation set (BDDOIA_ROOT)
 	$(PY) -m data_prep.audit --root $(BDDOIA_ROOT)
 
-tiny-models: $(INSTALLED) ## build the tiny offline SmolVLM-shaped model and tiny open_clip (MODELS)
-	$(PY) -m tiny_models.build --out $(MODELS) --seed $(SEED)
+tiny-models: $(INSTALLED) ## build the tiny SmolVLM-shaped model and tiny open_clip offline (MODELS)
+	$(PY) -m tiny_models.build --out $(MODELS) --seed $(SEED) \
+		$(if $(wildcard $(SYNTH_ROOT)/descriptions.json),--corpus $(SYNTH_ROOT)/descriptions.json)
 
-demo: ## the main job on the embedded default: synthetic world -> dataset -> tiny models
+sft: $(INSTALLED) ## supervised warm start (VARIANT=demo for the tiny model; ARGS="--key value")
+	$(PY) -m recipes.sft.sft --config $(call recipe,sft) $(ARGS)
+
+stage1: $(INSTALLED) ## RL stage 1: scene description, CLIP reward, actor-critic (from sft)
+	$(PY) -m recipes.stage1.stage1 --config $(call recipe,stage1) $(ARGS)
+
+stage2: $(INSTALLED) ## RL stage 2: actions and justification, R2 (from stage1)
+	$(PY) -m recipes.stage2.stage2 --config $(call recipe,stage2) $(ARGS)
+
+stage3: $(INSTALLED) ## RL stage 3: the full JSON, R3 (from stage2)
+	$(PY) -m recipes.stage3.stage3 --config $(call recipe,stage3) $(ARGS)
+
+eval: $(INSTALLED) ## evaluate MODEL on SPLIT of OUT: metrics, report, plots, gallery (EVAL_OUT EVAL_ARGS)
+	$(PY) -m evaluate.run --model $(MODEL) --dataset $(OUT) --split $(SPLIT) --out $(EVAL_OUT) $(EVAL_ARGS)
+
+predict: $(INSTALLED) ## run MODEL over a video or frame folder INPUT, one JSON per window (PREDICT_OUT)
+	@test -n "$(INPUT)" || (echo "usage: make predict MODEL=<model folder> INPUT=<video or frame folder>"; exit 2)
+	$(PY) -m evaluate.predict --model $(MODEL) --input $(INPUT) --frames $(FRAMES) --out $(PREDICT_OUT)
+
+DEMO_EVAL   ?= --max-samples 200 --clip-model local-dir:$(MODELS)/tiny-clip
+DEMO_STAGES ?= sft
+
+demo: ## the main job on the embedded default: synthetic world -> dataset -> tiny models -> training -> eval table
 	$(MAKE) synth
 	$(MAKE) data BDDOIA_ROOT=$(SYNTH_ROOT)
 	$(MAKE) tiny-models
+	$(MAKE) eval MODEL=$(MODELS)/tiny-smolvlm EVAL_OUT=$(WORK)/eval/untrained EVAL_ARGS="$(DEMO_EVAL) --label untrained"
+	for stage in $(DEMO_STAGES); do \
+		$(MAKE) $$stage VARIANT=demo && \
+		$(MAKE) eval MODEL=$(WORK)/$$stage EVAL_OUT=$(WORK)/eval/$$stage EVAL_ARGS="$(DEMO_EVAL) --label $$stage" || exit 1; \
+	done
+	$(MAKE) report RUNS="$(WORK)/eval/untrained $(addprefix $(WORK)/eval/,$(DEMO_STAGES))"
+
+RUNS        ?= $(wildcard $(WORK)/eval/*)
+report: $(INSTALLED) ## one table (and reward curves) over several eval folders (RUNS)
+	$(PY) -m evaluate.run --compare $(RUNS) --out $(WORK)/eval/report.md
 
 bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep
+	$(PY) -m benchmarks.rl_step
 
 clean: ## remove everything runs produced (keeps .venv)
 	rm -rf $(WORK)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
 import json
 import logging
 import os
@@ -71,6 +72,25 @@ class RecipeArguments:
     )
 
 
+@dataclass
+class RLRecipeArguments(RecipeArguments):
+    """Keys the RL stages add: which rewards, with which parameters (their weights are TRL's
+    ``reward_weights`` and their aggregation TRL's ``multi_objective_aggregation``)."""
+
+    reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Registered reward names (rewards/registry.py), e.g. action_reasoning structure."},
+    )
+    reward_params: dict | str | None = field(
+        default=None,
+        metadata={"help": "Per-reward parameters: a mapping in YAML, or JSON on the command line."},
+    )
+    reward_columns: list[str] = field(
+        default_factory=lambda: ["id", "actions", "reasons", "description"],
+        metadata={"help": "Dataset columns handed to the reward functions (images always are)."},
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Parsing
 
@@ -115,14 +135,13 @@ def recipe_as_dict(*configs: Any) -> dict[str, Any]:
     for config in configs:
         for f in dataclasses.fields(config):
             value = getattr(config, f.name)
-            if isinstance(value, (str, int, float, bool, type(None))):
-                out[f.name] = value
-            elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
-                out[f.name] = list(value)
-            elif hasattr(value, "value") and isinstance(value.value, str):  # enums (schedulers, strategies)
-                out[f.name] = value.value
-            else:
-                out[f.name] = str(value)
+            if isinstance(value, enum.Enum):  # schedulers, strategies: their plain value
+                value = value.value
+            try:
+                json.dumps(value)
+            except TypeError:
+                value = str(value)
+            out[f.name] = value
     return out
 
 
@@ -377,7 +396,9 @@ def log_token_budget(processor: Any, sample: dict) -> dict[str, int]:
 
 def setup_logging(training_args: Any) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logger.setLevel(training_args.get_process_log_level())
+    # "passive" (the default) leaves transformers' own verbosity alone; our messages stay at INFO
+    explicit = training_args.log_level != "passive"
+    logger.setLevel(training_args.get_process_log_level() if explicit else logging.INFO)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,3 +437,57 @@ def save_stage(trainer: Any, processor: Any, output_dir: str | Path, recipe: dic
     info = {"layout": layout, "versions": package_versions(), **(extra or {})}
     (output_dir / "smoldrive.json").write_text(json.dumps(info, indent=2))
     return output_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# RL stages (stage1, stage2, stage3 share everything but their rewards and trainer)
+
+
+def build_rewards(recipe: RLRecipeArguments, training_args: Any) -> list:
+    """The recipe's rewards as TRL callables, with parameters bound and weights checked."""
+    from rewards.registry import resolve_rewards
+
+    params = recipe.reward_params
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except json.JSONDecodeError as err:
+            raise RecipeError(f"reward_params must be a mapping (JSON on the command line): {err}") from err
+    if not recipe.reward_funcs:
+        raise RecipeError("reward_funcs is empty: list at least one reward (see rewards/registry.py)")
+    try:
+        funcs, weights = resolve_rewards(recipe.reward_funcs, training_args.reward_weights, params)
+    except ValueError as err:
+        raise RecipeError(f"rewards: {err}") from err
+    training_args.reward_weights = weights
+    return funcs
+
+
+def run_rl_stage(recipe: RLRecipeArguments, training_args: Any, model_args: Any, trainer_cls=None, **trainer_kwargs):
+    """Load, build the rewards, train with GRPO (or a subclass), save. Returns the trainer."""
+    from trl import GRPOTrainer
+
+    setup_logging(training_args)
+    precision = apply_precision(training_args, recipe.precision)
+    processor = load_processor(model_args, recipe)
+    model = load_model(model_args, precision)
+    optimizer = configure_vision_tower(model, recipe, training_args, model_args.use_peft)
+    reward_funcs = build_rewards(recipe, training_args)
+    train = load_split(recipe, recipe.train_split, recipe.max_train_samples, recipe.reward_columns)
+    evaluation = load_split(recipe, recipe.eval_split, recipe.max_eval_samples, recipe.reward_columns)
+    log_token_budget(processor, train[0])
+
+    trainer = (trainer_cls or GRPOTrainer)(
+        model=model,
+        args=training_args,
+        reward_funcs=reward_funcs,
+        train_dataset=train,
+        eval_dataset=evaluation if training_args.eval_strategy != "no" else None,
+        processing_class=processor,
+        peft_config=lora_config(model_args),
+        optimizers=(optimizer, None),
+        **trainer_kwargs,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    save_stage(trainer, processor, training_args.output_dir, recipe_as_dict(recipe, training_args, model_args))
+    return trainer

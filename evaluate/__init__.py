@@ -1,0 +1,1 @@
+"""Evaluation: generation, the official BDD-OIA metrics, report, gallery and prediction."""

@@ -1,0 +1,709 @@
+"""Stage-1 actor-critic: PPO with a token-level critic, built on TRL 1.16's GRPOTrainer.
+
+This is the project's only trainer subclass. It reads against the equations below, in the style
+of CleanRL's single-file ``ppo.py`` (GAE loop, clipped policy loss, clipped value loss, vf_coef).
+
+Episode. One completion o = (o_0, ..., o_{n-1}) of the policy pi_theta is one episode. The state
+before token k is s_k = (frames, prompt, o_{<k}); the action is o_k. The episode ends after the
+last generated token (end of turn, or the length cap: no token follows either way, and the reward
+is assessed on that text), so the value after it is 0.
+
+    (1) reward        r_k = w_tok * r^tok_k + w_seq * [k = n-1] * R(o)
+                      r^tok_k: dense rewards from ``token_reward_fn``; for CLIP alignment the
+                      increments r^tok_k = R1(T_k) - R1(T_{k-1}) over description prefixes T_k
+                      (every token, or only tokens that end a word: token_reward_granularity).
+                      R(o): TRL's sequence reward, sum_i reward_weights_i * reward_func_i(o).
+    (2) value         V_k = V_phi(s_k) = MLP(h_k),  h_k = the policy's last hidden state at the
+                      position that predicts o_k (the body is shared: no second transformer).
+    (3) TD error      delta_k = r_k + gamma * V_{k+1} - V_k,            V_n = 0
+    (4) GAE           A_k = delta_k + gamma * lambda * A_{k+1},          A_n = 0
+                      G_k = A_k + V_k                                    (returns: value targets)
+    (5) normalise     A^_k = (A_k - mean(A)) / (std(A) + eps)   over the micro-batch's real tokens
+                      (optional: normalize_advantages)
+    (6) policy loss   rho_k = pi_theta(o_k|s_k) / pi_old(o_k|s_k)
+                      L_pi = -mean_k min(rho_k A^_k, clip(rho_k, 1 - eps_lo, 1 + eps_hi) A^_k)
+                      (TRL's clipped surrogate, aggregated by its ``loss_type``)
+    (7) value loss    V^clip_k = V_old,k + clip(V_k - V_old,k, -eps_V, +eps_V)
+                      L_V = 1/2 mean_k max((V_k - G_k)^2, (V^clip_k - G_k)^2)     (eps_V: value_clip)
+    (8) total         L = L_pi + c_V * L_V  (+ TRL's beta KL and entropy terms when configured)
+
+Advantages and returns use V_old, the values at generation time (CleanRL computes them once per
+rollout). Generation and update alignment decides where V_old comes from, exactly as TRL decides
+for pi_old: when each generated batch is used in one optimizer step (num_iterations = 1 and
+steps_per_generation dividing gradient_accumulation_steps, TRL's default), the weights have not
+moved between generation and the loss, so V_old = V_theta detached at loss time and no extra
+forward pass is paid. Otherwise (TRL then computes ``old_per_token_logps``), V_old is computed at
+generation time in its own no-grad forward pass and travels with the batch as ``old_values``.
+
+Where the numbers come from inside TRL 1.16:
+- GRPOTrainer replaces the model's forward by a fused log-prob head that returns neither logits
+  nor hidden states. A forward hook on the policy's backbone (``model.base_model``, the
+  Idefics3Model) stores the last hidden state of that same forward pass; the states of the
+  completion tokens are ``hidden[:, -(T+1):-1]`` (T = logits_to_keep), the positions the fused
+  head scores (it reads ``hidden[:, :-1]`` against ``labels[:, 1:]``).
+- TRL's ``_compute_loss`` runs the forward, then reads ``inputs["advantages"]`` and accepts
+  (B, T) advantages. We hand it a copy of the batch and fill its "advantages" with (4)-(5) right
+  after the forward (in ``_get_per_token_logps_and_entropies``), so the policy term is TRL's own
+  code fed with GAE advantages from the very forward pass that produced the log-probs.
+- The (B, T) ``token_rewards`` (and ``old_values``) put in the generated batch are shuffled and
+  split with it by TRL (``shuffle_sequence_dict``/``split_tensor_dict`` handle any (B, ...) tensor).
+
+The value head is a separate ``nn.Module`` held by the trainer (not a submodule of the model), so
+the saved model folder is exactly what ``AutoModelForImageTextToText.from_pretrained`` loads; the
+head is written beside it as ``value_head.safetensors`` (checkpoints and ``save_model``) and
+restored on resume. Its parameters are one extra optimizer param group with their own learning
+rate; their gradients are clipped on their own (a fresh head's large early gradients must not
+shrink the policy's step through a joint norm) and, with several processes, averaged across them
+once per optimizer step (DDP wraps the policy only). DeepSpeed and FSDP are not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from trl import GRPOConfig, GRPOTrainer
+
+logger = logging.getLogger("smoldrive")
+
+ALGORITHMS = ("actor_critic", "grpo")
+GRANULARITIES = ("token", "word")
+VALUE_HEAD_FILE = "value_head.safetensors"
+# Added to std(A) in (5) so a micro-batch of equal advantages does not divide by zero (CleanRL's 1e-8).
+ADVANTAGE_NORM_EPS = 1e-8
+# TRL loss types whose surrogate is per token, so (B, T) advantages mean what (6) says. 'vespo' and
+# 'luspo' weight whole sequences by the sign of a per-sequence advantage.
+TOKEN_LEVEL_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
+# Keys of a generated batch that TRL's forward takes (the same list TRL's _compute_loss passes on).
+FORWARD_KEYS = (
+    "pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
+    "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids",
+)
+
+# token_reward_fn(completion_texts, completion_token_ids, inputs) -> per completion, one reward per
+# token (lists of len(completion_token_ids[b])), or a (B, >=T) tensor. ``inputs`` are the dataset
+# rows of the completions (one dict each: images, id, ...). Texts are decoded with
+# skip_special_tokens=True, as TRL decodes the completions its reward functions see.
+TokenRewardFn = Callable[[list[str], list[list[int]], list[dict]], "Sequence[Sequence[float]] | torch.Tensor"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class ActorCriticConfig(GRPOConfig):
+    """GRPOConfig plus the critic's keys. Every GRPO key keeps its meaning (epsilon is the policy
+    clip of (6), loss_type its aggregation, beta its KL); ``num_generations`` still groups the
+    completions of a clip (TRL needs it) but no group baseline is used."""
+
+    gamma: float = field(
+        default=1.0,
+        metadata={"help": "Discount gamma in (3)-(4). 1.0: a token late in the answer counts as much as an early one."},
+    )
+    gae_lambda: float = field(
+        default=0.95,
+        metadata={"help": "GAE lambda in (4): 0 is one-step TD (low variance), 1 is Monte Carlo (no critic bias)."},
+    )
+    value_loss_coef: float = field(default=0.5, metadata={"help": "c_V in (8) (CleanRL's vf_coef)."})
+    value_clip: float | None = field(
+        default=0.2,
+        metadata={"help": "eps_V in (7), in reward units: how far V may move from V_old per update. None: no clipping."},
+    )
+    value_learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "Learning rate of the value head (its own optimizer param group; same schedule)."},
+    )
+    value_head_hidden_size: int = field(
+        default=256, metadata={"help": "Width of the value head MLP: hidden -> this -> 1."}
+    )
+    value_loss_trains_body: bool = field(
+        default=False,
+        metadata={
+            "help": "Let the value loss back-propagate into the shared policy body (CleanRL's shared Atari "
+            "network). False: the head reads detached hidden states, so a fresh critic cannot disturb the LM."
+        },
+    )
+    normalize_advantages: bool = field(
+        default=True, metadata={"help": "Apply (5): normalise advantages over each micro-batch's real tokens."}
+    )
+    token_reward_granularity: str = field(
+        default="word",
+        metadata={
+            "help": "Where dense CLIP rewards are scored: 'token' (after every policy token) or 'word' (after "
+            "each word: fewer CLIP text encodings, rewards on word-final tokens)."
+        },
+    )
+    token_reward_weight: float = field(default=1.0, metadata={"help": "w_tok in (1): weight of the dense rewards."})
+    terminal_reward_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "w_seq in (1): weight of TRL's sequence reward (reward_funcs) paid on the last token. Set 0 when "
+            "the dense rewards already telescope to the same reward (incremental R1 sums to R1 - R1(''))."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.value_loss_coef < 0:
+            raise ValueError(f"value_loss_coef must be >= 0, got {self.value_loss_coef}")
+        if self.value_clip is not None and self.value_clip <= 0:
+            raise ValueError(f"value_clip must be > 0 or None (no clipping), got {self.value_clip}")
+        if self.value_learning_rate <= 0:
+            raise ValueError(f"value_learning_rate must be > 0, got {self.value_learning_rate}")
+        if self.value_head_hidden_size < 1:
+            raise ValueError(f"value_head_hidden_size must be >= 1, got {self.value_head_hidden_size}")
+        if self.token_reward_granularity not in GRANULARITIES:
+            raise ValueError(
+                f"token_reward_granularity must be one of {GRANULARITIES}, got {self.token_reward_granularity!r}"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# The equations as pure functions
+
+
+class ValueHead(nn.Module):
+    """V_phi of (2): an MLP on the policy's last hidden states, hidden -> width -> 1.
+
+    Initialised as CleanRL's critic (orthogonal weights, gain sqrt(2) then 1, zero biases) from a
+    fixed seed, so that every process starts from the same head without communicating.
+    """
+
+    def __init__(self, hidden_size: int, width: int, seed: int = 0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden_size, width), nn.Tanh(), nn.Linear(width, 1))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for layer, gain in ((self.net[0], math.sqrt(2.0)), (self.net[2], 1.0)):
+                nn.init.orthogonal_(layer.weight, gain=gain)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) hidden states -> (B, T) values, computed in float32 whatever the body's dtype."""
+        weight = self.net[0].weight
+        return self.net(hidden_states.to(device=weight.device, dtype=weight.dtype)).squeeze(-1)
+
+
+def completion_states(last_hidden_state: torch.Tensor, num_completion_tokens: int) -> torch.Tensor:
+    """h_k of (2): the hidden states at the positions that predict each completion token.
+
+    The sequence is prompt + completion (completion last, right-padded); position j predicts token
+    j + 1, so completion token k (at position L - T + k) is predicted from position L - T + k - 1.
+    """
+    t = num_completion_tokens
+    return last_hidden_state[:, -(t + 1) : -1]
+
+
+@torch.no_grad()
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation, (3)-(4), over (B, T) right-padded episodes.
+
+    ``mask`` is 1 on real tokens and 0 on padding after them; the state after the last real token
+    is terminal (V = 0, nothing follows). Returns (advantages, returns), both 0 on padding.
+    """
+    mask = mask.to(values.dtype)
+    rewards = rewards.to(values.dtype) * mask
+    values = values * mask
+    advantages = torch.zeros_like(values)
+    last_gae_lam = torch.zeros_like(values[:, 0])
+    num_steps = values.shape[1]
+    for t in reversed(range(num_steps)):
+        if t == num_steps - 1:
+            next_non_terminal = torch.zeros_like(values[:, t])
+            next_values = torch.zeros_like(values[:, t])
+        else:
+            next_non_terminal = mask[:, t + 1]  # 0 once the episode has ended: V_n = 0, A_n = 0
+            next_values = values[:, t + 1]
+        delta = rewards[:, t] + gamma * next_values * next_non_terminal - values[:, t]  # (3)
+        last_gae_lam = delta + gamma * lam * next_non_terminal * last_gae_lam  # (4)
+        advantages[:, t] = last_gae_lam
+    advantages = advantages * mask
+    returns = advantages + values  # (4): G_k = A_k + V_k
+    return advantages, returns
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def masked_normalize(x: torch.Tensor, mask: torch.Tensor, eps: float = ADVANTAGE_NORM_EPS) -> torch.Tensor:
+    """(5): zero mean, unit (population) std over the real tokens; padding stays 0."""
+    mean = masked_mean(x, mask)
+    std = masked_mean((x - mean) ** 2, mask).sqrt()
+    return (x - mean) / (std + eps) * mask.to(x.dtype)
+
+
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float | None,
+) -> torch.Tensor:
+    """L_V of (7), a masked mean over tokens (CleanRL's clip_vloss branch; clip=None: plain MSE/2)."""
+    loss_unclipped = (values - returns) ** 2
+    if clip is None:
+        return 0.5 * masked_mean(loss_unclipped, mask)
+    values_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+    loss_clipped = (values_clipped - returns) ** 2
+    return 0.5 * masked_mean(torch.max(loss_unclipped, loss_clipped), mask)
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(G - V) / Var(G) over real tokens (CleanRL's diagnostic); NaN when Var(G) = 0."""
+    mask = mask.bool()
+    y_pred, y_true = predicted[mask].float(), target[mask].float()
+    if y_true.numel() == 0:
+        return float("nan")
+    var_y = y_true.var(unbiased=False)
+    if var_y == 0:
+        return float("nan")
+    return float(1.0 - (y_true - y_pred).var(unbiased=False) / var_y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model plumbing
+
+
+def policy_backbone(model: nn.Module) -> nn.Module:
+    """The module whose output is the policy's last hidden state (Idefics3Model for SmolVLM).
+
+    Unwraps DDP/accelerate (``.module``) and peft (``get_base_model``) and returns
+    ``base_model``, the attribute TRL's fused log-prob head calls (``base_model_prefix``).
+    """
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    backbone = getattr(model, "base_model", None)
+    if backbone is None or backbone is model:
+        raise TypeError(
+            f"{type(model).__name__} has no separate backbone (base_model); the actor-critic needs a model "
+            "with a language-model head on a backbone, like Idefics3ForConditionalGeneration"
+        )
+    return backbone
+
+
+def text_hidden_size(model: nn.Module) -> int:
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    return int(model.config.get_text_config().hidden_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+
+
+class ActorCriticTrainer(GRPOTrainer):
+    """GRPOTrainer with a value head and GAE advantages from per-token rewards (module docstring).
+
+    Arguments are GRPOTrainer's, with ``args`` an :class:`ActorCriticConfig`, plus
+    ``token_reward_fn`` (see :data:`TokenRewardFn`; None: only the sequence reward, paid on the last
+    token, as in RLHF-style PPO).
+    """
+
+    _tag_names = ["trl", "grpo", "actor-critic", "smoldrive"]
+
+    def __init__(self, *args: Any, token_reward_fn: TokenRewardFn | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, ActorCriticConfig):
+            raise TypeError(f"args must be an ActorCriticConfig, got {type(self.args).__name__}")
+        if self.loss_type not in TOKEN_LEVEL_LOSS_TYPES:
+            raise ValueError(
+                f"loss_type {self.loss_type!r} weights whole sequences; the actor-critic needs a per-token "
+                f"surrogate: one of {TOKEN_LEVEL_LOSS_TYPES}"
+            )
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            raise NotImplementedError("the actor-critic's value head supports single-process and DDP training only")
+        self.token_reward_fn = token_reward_fn
+        self.value_head = ValueHead(
+            text_hidden_size(self.model), self.args.value_head_hidden_size, seed=self.args.seed
+        ).to(self.accelerator.device)
+        # The hook stores the backbone's last hidden state only while a capture list is open, so
+        # generation steps and reference-model passes (PEFT disables the adapter on this same
+        # backbone) are ignored.
+        self._captured_hidden_states: list[torch.Tensor] | None = None
+        self._hook = policy_backbone(self.model).register_forward_hook(self._store_last_hidden_state)
+        self._loss_inputs: dict | None = None  # the batch copy whose "advantages" (4)-(5) fill in
+        self._rollout: dict | None = None  # what _calculate_rewards saw, for the token rewards
+
+    # -- capturing the body's hidden states -----------------------------------------------------
+
+    def _store_last_hidden_state(self, module, args, output) -> None:
+        if self._captured_hidden_states is not None:
+            self._captured_hidden_states.append(output.last_hidden_state)
+
+    @contextmanager
+    def _capture_hidden_states(self):
+        self._captured_hidden_states = captured = []
+        try:
+            yield captured
+        finally:
+            self._captured_hidden_states = None
+
+    def _values(self, captured: list[torch.Tensor], num_completion_tokens: int) -> torch.Tensor:
+        """V_k of (2) for the captured forward pass(es): (B, T)."""
+        hidden = torch.cat([completion_states(h, num_completion_tokens) for h in captured], dim=0)
+        if not self.args.value_loss_trains_body:
+            hidden = hidden.detach()
+        return self.value_head(hidden)
+
+    # -- generation: rewards (1) and V_old --------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._rollout = {"inputs": inputs, "completion_ids": completion_ids_list, "rewards_per_func": rewards_per_func}
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        batch = super()._generate_and_score_completions(inputs)
+        rollout, self._rollout = self._rollout, None
+        batch["token_rewards"] = self._token_rewards(rollout, batch)  # (1)
+        if batch.get("old_per_token_logps") is not None:
+            # Samples may be used after the weights moved (see the module docstring): keep V_old.
+            batch["old_values"] = self._rollout_values(batch)
+        return batch
+
+    def _token_rewards(self, rollout: Mapping[str, Any], batch: Mapping[str, Any]) -> torch.Tensor:
+        """r_k of (1) as a (B, T) tensor aligned with ``batch["completion_ids"]``."""
+        mode = "train" if self.model.training else "eval"
+        completion_ids = rollout["completion_ids"]
+        num_rows, width = batch["completion_ids"].shape
+        device = batch["completion_ids"].device
+        lengths = torch.tensor([len(ids) for ids in completion_ids], device=device)
+        dense = torch.zeros(num_rows, width, device=device)
+        if self.token_reward_fn is not None:
+            texts = self._tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+            dense = self._dense_rewards(texts, completion_ids, rollout["inputs"], width, device)
+        # R(o): TRL's weighted sum of the reward functions (gathered over processes: keep ours).
+        start = self.accelerator.process_index * num_rows
+        per_func = rollout["rewards_per_func"][start : start + num_rows]
+        weights = self.reward_weights.to(per_func.device)
+        sequence = torch.nan_to_num((per_func * weights).nansum(dim=1), nan=0.0).to(device)
+        terminal = torch.zeros(num_rows, width, device=device)
+        has_tokens = lengths > 0
+        rows = torch.arange(num_rows, device=device)[has_tokens]
+        terminal[rows, lengths[has_tokens] - 1] = sequence[has_tokens]
+        rewards = self.args.token_reward_weight * dense + self.args.terminal_reward_weight * terminal
+        self._metrics[mode]["actor_critic/dense_reward_sum"].append(
+            self.accelerator.gather(dense.sum(dim=1)).mean().item()
+        )
+        return rewards * batch["completion_mask"].to(rewards.dtype)
+
+    def _dense_rewards(self, texts, completion_ids, inputs, width, device) -> torch.Tensor:
+        out = self.token_reward_fn(texts, [list(ids) for ids in completion_ids], inputs)
+        dense = torch.zeros(len(completion_ids), width, device=device)
+        if isinstance(out, torch.Tensor):
+            if out.ndim != 2 or out.shape[0] != len(completion_ids):
+                raise ValueError(
+                    f"token_reward_fn returned a tensor of shape {tuple(out.shape)}; expected "
+                    f"({len(completion_ids)}, T) with T >= the longest completion"
+                )
+            cols = min(width, out.shape[1])
+            dense[:, :cols] = out[:, :cols].to(device=device, dtype=dense.dtype)
+        else:
+            out = list(out)
+            if len(out) != len(completion_ids):
+                raise ValueError(f"token_reward_fn returned {len(out)} rows for {len(completion_ids)} completions")
+            for b, (row, ids) in enumerate(zip(out, completion_ids)):
+                row = list(row)
+                if len(row) != len(ids):
+                    raise ValueError(
+                        f"token_reward_fn: completion {b} has {len(ids)} tokens but {len(row)} rewards"
+                    )
+                if row:
+                    dense[b, : len(row)] = torch.tensor(row, dtype=dense.dtype, device=device)
+        if not torch.isfinite(dense).all():
+            logger.warning("token_reward_fn returned non-finite rewards; they count as 0")
+            dense = torch.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0)
+        return dense
+
+    @torch.no_grad()
+    def _rollout_values(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """V_old of (7): the values of the generation-time weights, in a no-grad forward pass."""
+        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        num_completion_tokens = batch["completion_ids"].size(1)
+        mode = "train" if self.model.training else "eval"
+        chunk = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+        with self._capture_hidden_states() as captured:
+            super()._get_per_token_logps_and_entropies(
+                self.model, input_ids, attention_mask, num_completion_tokens, batch_size=chunk,
+                **{key: batch.get(key) for key in FORWARD_KEYS},
+            )
+        return self._values(captured, num_completion_tokens).detach()
+
+    # -- the loss: (4)-(8) ----------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        loss_inputs = self._loss_inputs
+        if loss_inputs is None:  # generation-time passes (pi_old, reference): nothing to add
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+            )
+        self._loss_inputs = None  # only the loss's own forward pass is read
+        with self._capture_hidden_states() as captured:
+            result = super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+            )
+        values = self._values(captured, logits_to_keep)  # (2) V_theta(s_k), with grad
+        old_values = loss_inputs.get("old_values")
+        if old_values is None:  # aligned regime: the weights have not moved since generation
+            old_values = values.detach()
+        mask = loss_inputs["completion_mask"]
+        advantages, returns = gae(
+            loss_inputs["token_rewards"], old_values, mask, self.args.gamma, self.args.gae_lambda
+        )  # (3)-(4)
+        if self.args.normalize_advantages:
+            advantages = masked_normalize(advantages, mask)  # (5)
+        loss_inputs["advantages"] = advantages  # TRL reads this (B, T) tensor for (6) next
+        loss_inputs["values"], loss_inputs["old_values"], loss_inputs["returns"] = values, old_values, returns
+        return result
+
+    def _compute_loss(self, model, inputs):
+        loss_inputs = dict(inputs)  # a copy: the buffered batch keeps its own tensors for later iterations
+        self._loss_inputs = loss_inputs
+        try:
+            policy_loss = super()._compute_loss(model, loss_inputs)  # (6) (+ KL / entropy terms)
+        finally:
+            self._loss_inputs = None
+        if "values" not in loss_inputs:
+            raise RuntimeError("the policy forward pass did not run through _get_per_token_logps_and_entropies")
+        values, old_values, returns = loss_inputs["values"], loss_inputs["old_values"], loss_inputs["returns"]
+        mask = loss_inputs["completion_mask"]
+        value_loss = clipped_value_loss(values, old_values, returns, mask, self.args.value_clip)  # (7)
+        mode = "train" if self.model.training else "eval"
+        # TRL divides its policy term by the accumulation steps (HF's own scaling is off): do the same.
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        self._log_critic(mode, value_loss, values, old_values, returns, mask)
+        return policy_loss + self.args.value_loss_coef * value_loss / normalizer  # (8)
+
+    def _log_critic(self, mode, value_loss, values, old_values, returns, mask) -> None:
+        gather = self.accelerator.gather
+        metrics = self._metrics[mode]
+        metrics["actor_critic/value_loss"].append(gather(value_loss.detach()).mean().item())
+        metrics["actor_critic/value_mean"].append(gather(masked_mean(values.detach(), mask)).mean().item())
+        metrics["actor_critic/return_mean"].append(gather(masked_mean(returns, mask)).mean().item())
+        metrics["actor_critic/explained_variance"].append(explained_variance(old_values, returns, mask))
+        if self.args.value_clip is not None:
+            clipped = ((values.detach() - old_values).abs() > self.args.value_clip).float()
+            metrics["actor_critic/value_clip_fraction"].append(gather(masked_mean(clipped, mask)).mean().item())
+
+    # -- optimisation: the value head's own param group, gradient sync and clipping --------------
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        head_params = list(self.value_head.parameters())
+        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if not any(id(p) in known for p in head_params):  # also when the caller passed its own optimizer
+            optimizer.add_param_group(
+                {"params": head_params, "lr": self.args.value_learning_rate, "weight_decay": self.args.weight_decay}
+            )
+        return optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # DDP averages the policy's gradients across processes; the head is outside DDP, so average
+        # its accumulated gradients here, once per optimizer step.
+        if self.accelerator.num_processes > 1 and self.accelerator.sync_gradients:
+            for p in self.value_head.parameters():
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                p.grad = self.accelerator.reduce(grad, reduction="mean")
+        return loss
+
+    def _clip_grad_norm(self, model):
+        grad_norm = super()._clip_grad_norm(model)  # also unscales fp16 gradients, the head's included
+        head_norm = torch.nn.utils.clip_grad_norm_(self.value_head.parameters(), self.args.max_grad_norm)
+        self._metrics["train"]["actor_critic/value_grad_norm"].append(float(head_norm))
+        return grad_norm
+
+    # -- saving and resuming --------------------------------------------------------------------
+
+    def save_value_head(self, output_dir: str | os.PathLike) -> str:
+        """Write ``value_head.safetensors`` into ``output_dir`` (the model folder stays pure)."""
+        from safetensors.torch import save_file
+
+        os.makedirs(output_dir, exist_ok=True)
+        path = os.path.join(output_dir, VALUE_HEAD_FILE)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
+        save_file(state, path, metadata={"format": "pt", "hidden_size": str(self.value_head.net[0].in_features)})
+        return path
+
+    def load_value_head(self, folder: str | os.PathLike) -> bool:
+        """Restore the head from ``folder/value_head.safetensors``; False (and a warning) when absent."""
+        from safetensors.torch import load_file
+
+        path = os.path.join(folder, VALUE_HEAD_FILE)
+        if not os.path.isfile(path):
+            logger.warning("%s has no %s: the value head starts fresh", folder, VALUE_HEAD_FILE)
+            return False
+        state = load_file(path, device=str(next(self.value_head.parameters()).device))
+        try:
+            self.value_head.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{path}: value head does not fit this model/config (value_head_hidden_size="
+                f"{self.args.value_head_hidden_size}): {err}"
+            ) from err
+        return True
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)  # checkpoints come through here too
+        if self.args.should_save:
+            self.save_value_head(output_dir if output_dir is not None else self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self.load_value_head(resume_from_checkpoint)
+
+    def _load_best_model(self):
+        super()._load_best_model()
+        if self.state.best_model_checkpoint is not None:
+            self.load_value_head(self.state.best_model_checkpoint)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense CLIP rewards (R1 increments) on the policy's tokens
+
+
+def token_char_ends(tokenizer: Any, token_ids: Sequence[int]) -> list[int]:
+    """For each token, the length of the decoded text of the tokens up to and including it.
+
+    Decoding prefixes (not single tokens) keeps multi-byte characters split across byte-level BPE
+    tokens correct; the last entry is len(decode(token_ids)).
+    """
+    ids = list(token_ids)
+    if not ids:
+        return []
+    prefixes = tokenizer.batch_decode([ids[: k + 1] for k in range(len(ids))], skip_special_tokens=True)
+    return [len(text) for text in prefixes]
+
+
+def place_on_tokens(char_ends: Sequence[int], reward_ends: Sequence[int], rewards: Sequence[float]) -> list[float]:
+    """Put each reward on the first token whose text reaches its character offset (0 elsewhere)."""
+    out = [0.0] * len(char_ends)
+    if not out:
+        return out
+    k = 0
+    for end, reward in sorted(zip(reward_ends, rewards)):
+        while k < len(char_ends) - 1 and char_ends[k] < end:
+            k += 1
+        out[k] += float(reward)
+    return out
+
+
+def clip_token_reward_fn(tokenizer: Any, granularity: str = "word", **clip_params: Any) -> TokenRewardFn:
+    """A :data:`TokenRewardFn` paying R1 increments (rewards/clip_alignment.py) on the policy's tokens.
+
+    r^tok_k = R1(T_k) - R1(T_{k-1}), T_k the description prefix that ends with token k
+    (``granularity="token"``) or with the word token k finishes (``"word"``); 0 on other tokens.
+    The increments sum to R1(description) - R1(""). ``clip_params`` are clip_alignment_reward's
+    keywords (model_name, pretrained, device, floor, shift, scale, cache_size, frames_column,
+    max_description_chars), e.g. the ``keywords`` of its ConfiguredReward. When the description
+    is not verbatim in the completion (JSON escapes), its total is paid on the last token.
+    """
+    import inspect
+
+    from rewards import clip_alignment as r1
+
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(r1.clip_alignment_reward).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    unknown = sorted(set(clip_params) - set(defaults))
+    if unknown:
+        raise ValueError(f"clip_token_reward_fn: unknown clip_alignment parameter(s) {unknown}; known: {sorted(defaults)}")
+    params = {**defaults, **clip_params}
+    normalisation = r1.Normalisation(params["floor"], params["shift"], params["scale"])
+
+    def token_rewards(texts: list[str], completion_ids: list[list[int]], inputs: list[dict]) -> list[list[float]]:
+        scorer = r1.get_scorer(params["model_name"], params["pretrained"], params["device"], params["cache_size"])
+        columns = {key: [row.get(key) for row in inputs] for key in inputs[0]} if inputs else {}
+        videos = r1.batch_video_embeddings(scorer, columns, len(texts), params["frames_column"])
+        char_ends = [token_char_ends(tokenizer, ids) for ids in completion_ids]
+        ends = None
+        if granularity == "token":  # the description-relative offsets where each policy token ends
+            ends = []
+            for text, token_ends in zip(texts, char_ends):
+                description = r1.description_of(text, params["max_description_chars"])
+                start = text.find(description) if description else -1
+                ends.append([e - start for e in token_ends] if start >= 0 else [])
+        steps = r1.incremental_rewards(
+            videos, texts, scorer, unit="word", ends=ends, normalisation=normalisation,
+            max_description_chars=params["max_description_chars"],
+        )
+        out = []
+        for step, token_ends in zip(steps, char_ends):
+            if not token_ends:
+                out.append([])
+            elif step.completion_ends is not None:
+                out.append(place_on_tokens(token_ends, step.completion_ends, step.rewards))
+            else:
+                out.append(place_on_tokens(token_ends, [token_ends[-1]], [step.total]))
+        return out
+
+    token_rewards.granularity = granularity  # type: ignore[attr-defined]
+    return token_rewards
+
+
+# ---------------------------------------------------------------------------------------------
+# The algorithm switch
+
+
+def build_rl_trainer(
+    algorithm: str,
+    *,
+    model: Any,
+    args: GRPOConfig,
+    reward_funcs: Any,
+    train_dataset: Any,
+    eval_dataset: Any = None,
+    processing_class: Any = None,
+    peft_config: Any = None,
+    callbacks: Any = None,
+    optimizers: tuple = (None, None),
+    token_reward_fn: TokenRewardFn | None = None,
+    clip_token_reward_params: Mapping[str, Any] | None = None,
+) -> GRPOTrainer:
+    """The stage-1 trainer: ``"grpo"`` (plain GRPOTrainer, sequence reward, group baseline) or
+    ``"actor_critic"`` (:class:`ActorCriticTrainer`, same sequence reward paid on the last token,
+    plus dense rewards: ``token_reward_fn``, or CLIP increments built from
+    ``clip_token_reward_params`` at ``args.token_reward_granularity``)."""
+    common = dict(
+        model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
+        eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config,
+        callbacks=callbacks, optimizers=optimizers,
+    )
+    if algorithm == "grpo":
+        if token_reward_fn is not None or clip_token_reward_params is not None:
+            logger.info("algorithm grpo: dense token rewards are not used (GRPO scores whole completions)")
+        return GRPOTrainer(**common)
+    if algorithm != "actor_critic":
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if not isinstance(args, ActorCriticConfig):
+        raise TypeError(f"algorithm actor_critic needs an ActorCriticConfig, got {type(args).__name__}")
+    if token_reward_fn is not None and clip_token_reward_params is not None:
+        raise ValueError("pass token_reward_fn or clip_token_reward_params, not both")
+    if clip_token_reward_params is not None:
+        if processing_class is None:
+            raise ValueError("clip_token_reward_params needs processing_class (its tokenizer decodes the tokens)")
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        token_reward_fn = clip_token_reward_fn(tokenizer, args.token_reward_granularity, **clip_token_reward_params)
+    return ActorCriticTrainer(**common, token_reward_fn=token_reward_fn)

@@ -1,0 +1,181 @@
+"""R2 (stage 2): are the actions and reasons right, and does the answer hang together?
+
+For each completion, the answer is read with :func:`taxonomy.answer.parse_answer` (the one parser
+evaluation uses) into a predicted action set A and reason set R, compared with the sample's truth
+(dataset columns ``actions``: 4 ints [F, S, L, R], ``reasons``: 21 ints in canonical order)::
+
+    R2 = w_actions * F1(A, A_true) + w_reasons * F1(R, R_true) + w_consistency * C
+
+Defaults ``w_actions = 0.4, w_reasons = 0.4, w_consistency = 0.2`` (sum 1, so R2 is in [0, 1]; in
+general R2 is in [0, sum of weights]).
+
+F1 is set F1 over the fixed vocabulary (4 action keys, 21 reason keys):
+``F1 = 2|P & T| / (|P| + |T|)``. Listing every class does not pay: each wrong key adds to |P|.
+When both P and T are empty, F1 = ``empty_match_f1`` (default 1.0: saying "no reason" when none
+applies is the right answer; BDD-OIA's own F1_all scores such a sample 0 for every prediction,
+which would give GRPO no signal on it). An answer from which the parser reads no action and no
+reason (empty, unparseable, garbage) gets R2 = 0, the minimum, whatever the truth.
+
+Consistency C is in [0, 1] and needs no truth::
+
+    C = logic_share * (1 - |inconsistent(A, R)| / |R|) + (1 - logic_share) * |named(R)| / |R|
+
+- ``inconsistent(A, R)``: :func:`taxonomy.labels.inconsistent_reasons`, the reasons that
+  contradict the predicted actions (a green light beside "stop" only; a solid line on the left
+  beside "turn left").
+- ``named(R)``: the predicted reasons that the justification names, by readable phrase or key,
+  found by running ``parse_answer`` on the justification text. For a JSON answer the
+  justification is its ``justification`` field; for a plain-text answer, whose reasons were read
+  from its text, it is the whole text.
+- ``logic_share`` defaults to 0.5.
+- An answer with no reasons gets C = 0 (otherwise the empty answer would be perfectly consistent).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from rewards.registry import as_completion_list, column, log_means, register_reward, score_each
+from taxonomy.answer import ParsedAnswer, parse_answer
+from taxonomy.labels import (
+    ACTION_KEYS,
+    REASON_BY_KEY,
+    REASON_KEYS,
+    actions_from_vector,
+    inconsistent_reasons,
+    reasons_from_vector,
+)
+
+NAME = "action_reasoning"
+DEFAULT_W_ACTIONS = 0.4
+DEFAULT_W_REASONS = 0.4
+DEFAULT_W_CONSISTENCY = 0.2
+DEFAULT_LOGIC_SHARE = 0.5
+DEFAULT_EMPTY_MATCH_F1 = 1.0
+
+
+def set_f1(
+    predicted: Iterable[str], truth: Iterable[str], empty_match: float = DEFAULT_EMPTY_MATCH_F1
+) -> float:
+    """Set F1 = 2|P & T| / (|P| + |T|); ``empty_match`` when both sets are empty."""
+    pred, true = set(predicted), set(truth)
+    if not pred and not true:
+        return float(empty_match)
+    return 2.0 * len(pred & true) / (len(pred) + len(true))
+
+
+def justification_source(parsed: ParsedAnswer) -> str:
+    """The text that should name the reasons: the JSON justification, or a text answer's text."""
+    return parsed.justification if parsed.is_json else parsed.text_outside_json
+
+
+def consistency(parsed: ParsedAnswer, logic_share: float = DEFAULT_LOGIC_SHARE) -> float:
+    """C in [0, 1]: reasons agreeing with the predicted actions, and named by the justification."""
+    reasons = {r for r in parsed.reasons if r in REASON_BY_KEY}
+    if not reasons:
+        return 0.0
+    logic = 1.0 - len(inconsistent_reasons(parsed.actions, reasons)) / len(reasons)
+    named = parse_answer(justification_source(parsed)).reasons & reasons
+    return logic_share * logic + (1.0 - logic_share) * len(named) / len(reasons)
+
+
+def truth_keys(value: Any, vocabulary: Sequence[str], what: str, row: Any) -> set[str]:
+    """Truth labels of one row as a key set: a 0/1 vector in vocabulary order or a list of keys."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"row {row!r}: {what} must be a 0/1 vector or a list of keys, got {value!r}")
+    items = list(value)
+    if not items:  # an empty key list: no label holds
+        return set()
+    if all(isinstance(v, str) for v in items):
+        unknown = sorted(set(items) - set(vocabulary))
+        if unknown:
+            raise ValueError(f"row {row!r}: unknown {what} key(s) {unknown}")
+        return set(items)
+    if len(items) < len(vocabulary) or any(v not in (0, 1) for v in items[: len(vocabulary)]):
+        raise ValueError(f"row {row!r}: {what} must be {len(vocabulary)} 0/1 ints, got {items!r}")
+    if what == "actions":  # BDD-OIA may carry a 5th "confuse" entry: only the first 4 are actions
+        return set(actions_from_vector(items))
+    if len(items) != len(vocabulary):
+        raise ValueError(f"row {row!r}: {what} must be {len(vocabulary)} 0/1 ints, got {len(items)}")
+    return set(reasons_from_vector(items))
+
+
+def score_components(
+    parsed: ParsedAnswer,
+    true_actions: set[str],
+    true_reasons: set[str],
+    *,
+    logic_share: float = DEFAULT_LOGIC_SHARE,
+    empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
+) -> dict[str, float]:
+    """The three R2 components of one parsed answer (all 0 for an answer with no labels)."""
+    if parsed.empty:
+        return {"actions_f1": 0.0, "reasons_f1": 0.0, "consistency": 0.0}
+    return {
+        "actions_f1": set_f1(parsed.actions, true_actions, empty_match_f1),
+        "reasons_f1": set_f1(parsed.reasons, true_reasons, empty_match_f1),
+        "consistency": consistency(parsed, logic_share),
+    }
+
+
+def check_weights(reward: str, allow_all_zero: bool = False, **weights: float) -> None:
+    """Weights must be finite and >= 0, and not all 0 (a clear error names the parameter)."""
+    for name, value in weights.items():
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or not 0 <= value < float("inf"):
+            raise ValueError(f"reward {reward!r}: {name} must be a finite number >= 0, got {value!r}")
+    if not allow_all_zero and not any(weights.values()):
+        raise ValueError(f"reward {reward!r}: all weights are 0 ({', '.join(weights)})")
+
+
+@register_reward(NAME)
+def action_reasoning_reward(
+    completions: Any = None,
+    *,
+    w_actions: float = DEFAULT_W_ACTIONS,
+    w_reasons: float = DEFAULT_W_REASONS,
+    w_consistency: float = DEFAULT_W_CONSISTENCY,
+    logic_share: float = DEFAULT_LOGIC_SHARE,
+    empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
+    **kwargs: Any,
+) -> list[float]:
+    """R2 per completion (see the module docstring); needs the columns ``actions`` and ``reasons``."""
+    check_weights(NAME, w_actions=w_actions, w_reasons=w_reasons, w_consistency=w_consistency)
+    if not 0.0 <= logic_share <= 1.0:
+        raise ValueError(f"reward {NAME!r}: logic_share must be in [0, 1], got {logic_share!r}")
+    if not 0.0 <= empty_match_f1 <= 1.0:
+        raise ValueError(f"reward {NAME!r}: empty_match_f1 must be in [0, 1], got {empty_match_f1!r}")
+    completions = as_completion_list(completions)
+    n = len(completions)
+    ids = kwargs.get("id")
+    ids = list(range(n)) if ids is None else list(ids)  # row names for truth errors
+    true_actions = [
+        truth_keys(v, ACTION_KEYS, "actions", ids[i] if i < len(ids) else i)
+        for i, v in enumerate(column(kwargs, "actions", n, NAME))
+    ]
+    true_reasons = [
+        truth_keys(v, REASON_KEYS, "reasons", ids[i] if i < len(ids) else i)
+        for i, v in enumerate(column(kwargs, "reasons", n, NAME))
+    ]
+    parts: dict[str, list[float]] = {"actions_f1": [], "reasons_f1": [], "consistency": []}
+
+    def score(i: int, text: str) -> float:
+        components = score_components(
+            parse_answer(text),
+            true_actions[i],
+            true_reasons[i],
+            logic_share=logic_share,
+            empty_match_f1=empty_match_f1,
+        )
+        for key, value in components.items():
+            parts[key].append(value)
+        return (
+            w_actions * components["actions_f1"]
+            + w_reasons * components["reasons_f1"]
+            + w_consistency * components["consistency"]
+        )
+
+    scores = score_each(NAME, score, completions, 0.0, w_actions + w_reasons + w_consistency)
+    log_means(kwargs, NAME, parts)
+    return scores
+

@@ -1,0 +1,218 @@
+"""R2 (rewards.action_reasoning): hand-computed values, gaming attempts, garbage never raises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rewards import build_reward
+from rewards.action_reasoning import action_reasoning_reward, consistency, set_f1
+from taxonomy.answer import format_answer, format_text_answer, parse_answer
+from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
+
+PROPERTY = settings(max_examples=40, deadline=None)
+PATHOLOGICAL = [
+    None,
+    "",
+    "   ",
+    "[" * 10000,
+    '{"a":' * 5000,
+    "{" * 20000 + "}" * 20000,
+    "x" * 1_000_000,
+    '{"actions": ' * 3000 + "1" + "}" * 3000,
+    "\u202e\U0001f697\x00\ud800 move forward \u0000",
+    '{"actions": {"forward": "yes"}, "reasons": "green_light" }',
+    '{"actions": [1, 2], "reasons": [[["road_clear"]]], "justification": 5}',
+    [{"role": "assistant", "content": None}],
+    [{"role": "assistant", "content": [{"type": "image"}, {"type": "text", "text": None}]}],
+    [{"role": "assistant"}],
+    {"content": "stop"},
+    [[[[]]]],
+    12345,
+    b"bytes",
+]
+
+
+def truth_columns(actions, reasons, n=1):
+    return {
+        "actions": [actions_to_vector(actions)] * n,
+        "reasons": [reasons_to_vector(reasons)] * n,
+    }
+
+
+def r2(completions, actions, reasons, **params):
+    columns = truth_columns(actions, reasons, len(completions))
+    return action_reasoning_reward(completions, **columns, **params)
+
+
+def with_field(answer: str, **fields) -> str:
+    obj = json.loads(answer)
+    obj.update(fields)
+    return json.dumps(obj)
+
+
+def test_set_f1_by_hand():
+    assert set_f1({"a", "b"}, {"b"}) == pytest.approx(2 / 3)
+    assert set_f1(set(), {"a"}) == 0.0
+    assert set_f1(set(), set()) == 1.0
+    assert set_f1(set(), set(), empty_match=0.0) == 0.0
+
+
+def test_the_truth_scores_one():
+    actions, reasons = ["stop"], ["obstacle_car", "stop_traffic_light", "solid_line_left"]
+    answer = format_answer("Cars wait at a red light.", actions, reasons)
+    assert r2([answer], actions, reasons) == [pytest.approx(1.0)]
+
+
+def test_hand_computed_partial_answer():
+    # predicted: actions {stop}, reasons {obstacle_car, stop_traffic_light}; truth: {stop}, {stop_traffic_light}
+    answer = format_answer("A red light.", ["stop"], ["obstacle_car", "stop_traffic_light"])
+    # actions F1 1, reasons F1 2*1/(2+1), consistency: both reasons support stop and are named -> 1
+    expected = 0.4 * 1 + 0.4 * (2 / 3) + 0.2 * 1
+    assert r2([answer], ["stop"], ["stop_traffic_light"]) == [pytest.approx(expected)]
+
+
+def test_inconsistent_and_unnamed_reasons_lower_consistency_by_hand():
+    # "green light" supports forward, but only "stop" is predicted: half of C's logic part is lost
+    answer = format_answer("A street.", ["stop"], ["green_light", "obstacle_car"])
+    parsed = parse_answer(answer)
+    assert consistency(parsed) == pytest.approx(0.5 * (1 - 1 / 2) + 0.5 * 1)
+    # a justification that names neither reason loses the naming part
+    vague = with_field(answer, justification="Because I said so.")
+    assert consistency(parse_answer(vague)) == pytest.approx(0.5 * 0.5 + 0.5 * 0)
+    # naming by key counts too, and only the reasons named count
+    by_key = with_field(answer, justification="obstacle_car ahead")
+    assert consistency(parse_answer(by_key)) == pytest.approx(0.5 * 0.5 + 0.5 * (1 / 2))
+    # logic_share is a parameter
+    assert consistency(parse_answer(vague), logic_share=1.0) == pytest.approx(0.5)
+
+
+def test_no_reasons_means_no_consistency():
+    answer = format_answer("An empty road.", ["forward"], [])
+    assert consistency(parse_answer(answer)) == 0.0
+    # truth with no reasons: both reason sets empty -> reasons F1 = empty_match_f1 (1 by default)
+    assert r2([answer], ["forward"], []) == [pytest.approx(0.4 + 0.4)]
+    assert r2([answer], ["forward"], [], empty_match_f1=0.0) == [pytest.approx(0.4)]
+
+
+def test_listing_every_class_scores_lower_than_the_truth():
+    actions, reasons = ["forward"], ["green_light", "road_clear"]
+    truth_answer = format_answer("Green light.", actions, reasons)
+    everything = format_answer("Anything.", ACTION_KEYS, REASON_KEYS)
+    every_phrase = " ".join(list(ACTION_KEYS) + list(REASON_KEYS))
+    scores = r2([truth_answer, everything, every_phrase], actions, reasons)
+    assert scores[0] > scores[1] + 0.4
+    assert scores[0] > scores[2] + 0.4
+
+
+@pytest.mark.parametrize("garbage", ["", "   ", "I cannot tell.", "{}", '{"description": "a road"}', None])
+def test_empty_or_unparseable_answers_get_the_minimum(garbage):
+    assert r2([garbage], ["forward"], []) == [0.0]
+
+
+def test_sloppy_but_readable_answers_still_score():
+    actions, reasons = ["left"], ["on_left_turn_lane"]
+    text = format_text_answer("A turn lane.", actions, reasons)
+    exact = format_answer("A turn lane.", actions, reasons)
+    chatty = "Sure! Here is my answer:\n```json\n" + exact + "\n```"
+    scores = r2([" " + exact, text, chatty], actions, reasons)
+    assert scores[0] == pytest.approx(1.0)
+    assert scores[2] == pytest.approx(1.0)  # R2 judges content; R3 judges the chatter
+    assert scores[1] == pytest.approx(1.0)  # the text answer names its reasons in its own text
+
+
+def test_conversational_and_string_completions_score_the_same():
+    answer = format_answer("A road.", ["forward"], ["road_clear"])
+    conversational = [
+        [{"role": "assistant", "content": answer}],
+        [{"role": "assistant", "content": [
+            {"type": "text", "text": answer[:30]}, {"type": "text", "text": answer[30:]}
+        ]}],
+    ]
+    scores = r2([answer, *conversational], ["forward"], ["road_clear", "follow_traffic"])
+    assert scores[0] == pytest.approx(scores[1]) == pytest.approx(scores[2])
+    assert 0 < scores[0] < 1
+
+
+def test_weights_are_configurable_through_the_registry():
+    answer = format_answer("A road.", ["forward", "stop"], ["road_clear"])
+    columns = truth_columns(["forward"], ["road_clear"])
+    only_actions = build_reward("action_reasoning", w_actions=1.0, w_reasons=0.0, w_consistency=0.0)
+    only_reasons = build_reward("action_reasoning", w_actions=0.0, w_reasons=1.0, w_consistency=0.0)
+    assert only_actions([answer], **columns) == [pytest.approx(2 / 3)]
+    assert only_reasons([answer], **columns) == [pytest.approx(1.0)]
+    with pytest.raises(ValueError, match="w_reasons"):
+        action_reasoning_reward([answer], **columns, w_reasons=-1)
+    with pytest.raises(ValueError, match="all weights are 0"):
+        action_reasoning_reward([answer], **columns, w_actions=0, w_reasons=0, w_consistency=0)
+
+
+def test_trl_call_signature_and_component_logging():
+    answer = format_answer("A road.", ["forward"], ["road_clear"])
+    logged = {}
+    scores = action_reasoning_reward(
+        prompts=[[{"role": "user", "content": [{"type": "image"}]}]] * 2,
+        completions=[answer, ""],
+        completion_ids=[[1, 2], [3]],
+        id=["synth-000001", "synth-000002"],
+        images=[[None], [None]],
+        trainer_state=object(),
+        log_extra=lambda column, values: None,
+        log_metric=lambda name, value: logged.__setitem__(name, value),
+        **truth_columns(["forward"], ["road_clear"], 2),
+    )
+    assert scores == [pytest.approx(1.0), 0.0]
+    assert logged["action_reasoning/actions_f1"] == pytest.approx(0.5)
+    assert logged["action_reasoning/consistency"] == pytest.approx(0.5)
+
+
+def test_missing_or_malformed_truth_is_a_clear_configuration_error():
+    with pytest.raises(ValueError, match="'reasons'"):
+        action_reasoning_reward(["x"], actions=[[1, 0, 0, 0]])
+    with pytest.raises(ValueError, match="synth-7"):
+        action_reasoning_reward(["x"], actions=[[1, 0, 0]], reasons=[[0] * 21], id=["synth-7"])
+    with pytest.raises(ValueError, match="2 entries for 1 completions"):
+        action_reasoning_reward(["x"], actions=[[1, 0, 0, 0]] * 2, reasons=[[0] * 21])
+    # key lists and BDD-OIA's 5-entry action vector (with "confuse") are accepted
+    answer = format_answer("A road.", ["forward"], ["road_clear"])
+    assert action_reasoning_reward([answer], actions=[[1, 0, 0, 0, 0]], reasons=[["road_clear"]]) == [
+        pytest.approx(1.0)
+    ]
+
+
+@pytest.mark.parametrize("garbage", PATHOLOGICAL, ids=range(len(PATHOLOGICAL)))
+def test_pathological_outputs_never_raise(garbage):
+    scores = r2([garbage], ["forward"], ["road_clear"])
+    assert len(scores) == 1 and 0.0 <= scores[0] <= 1.0
+
+
+FIELDS = st.sampled_from(["description", "actions", "reasons", "justification", "x"])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.sampled_from(REASON_KEYS + ACTION_KEYS),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@PROPERTY
+@given(text=st.text(max_size=2000))
+def test_arbitrary_text_gives_a_bounded_reward(text):
+    [score] = r2([text], ["stop"], ["obstacle_car"])
+    assert 0.0 <= score <= 1.0
+
+
+@PROPERTY
+@given(obj=st.dictionaries(FIELDS, json_values))
+def test_arbitrary_json_objects_give_a_bounded_reward(obj):
+    [score] = r2([json.dumps(obj)], ["stop"], ["obstacle_car"])
+    assert 0.0 <= score <= 1.0
+
+
+@PROPERTY
+@given(completion=json_values)
+def test_arbitrary_completion_structures_give_a_bounded_reward(completion):
+    [score] = r2([completion], ["stop"], ["obstacle_car"])
+    assert 0.0 <= score <= 1.0
