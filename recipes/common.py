@@ -433,6 +433,8 @@ def save_stage(trainer: Any, processor: Any, output_dir: str | Path, recipe: dic
         model, layout = model.merge_and_unload(), "LoRA merged into the base"
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
+    if hasattr(trainer, "save_value_head"):  # the actor-critic's critic, beside the policy
+        trainer.save_value_head(output_dir)
     (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     info = {"layout": layout, "versions": package_versions(), **(extra or {})}
     (output_dir / "smoldrive.json").write_text(json.dumps(info, indent=2))
@@ -443,16 +445,24 @@ def save_stage(trainer: Any, processor: Any, output_dir: str | Path, recipe: dic
 # RL stages (stage1, stage2, stage3 share everything but their rewards and trainer)
 
 
-def build_rewards(recipe: RLRecipeArguments, training_args: Any) -> list:
-    """The recipe's rewards as TRL callables, with parameters bound and weights checked."""
-    from rewards.registry import resolve_rewards
-
-    params = recipe.reward_params
+def reward_params(recipe: RLRecipeArguments) -> dict[str, dict]:
+    """``reward_params`` as a mapping (YAML gives one; the command line gives JSON)."""
+    params = recipe.reward_params or {}
     if isinstance(params, str):
         try:
             params = json.loads(params)
         except json.JSONDecodeError as err:
             raise RecipeError(f"reward_params must be a mapping (JSON on the command line): {err}") from err
+    if not isinstance(params, dict):
+        raise RecipeError(f"reward_params must map reward names to their parameters, got {params!r}")
+    return params
+
+
+def build_rewards(recipe: RLRecipeArguments, training_args: Any) -> list:
+    """The recipe's rewards as TRL callables, with parameters bound and weights checked."""
+    from rewards.registry import resolve_rewards
+
+    params = reward_params(recipe)
     if not recipe.reward_funcs:
         raise RecipeError("reward_funcs is empty: list at least one reward (see rewards/registry.py)")
     try:
