@@ -55,7 +55,8 @@ test: $(INSTALLED) ## run the test suite
 	$(PY) -m pytest -q
 
 synth: $(INSTALLED) ## write the synthetic world as a BDD-OIA release (SYNTH_ROOT SYNTH_CLIPS SEED)
-	$(PY) -m data_prep.synth --out $(SYNTH_ROOT) --clips $(SYNTH_CLIPS) --seed $(SEED) --num-proc $(JOBS) --skip-existing
+	@if [ -f $(SYNTH_ROOT)/truth.json ]; then echo "$(SYNTH_ROOT) exists: reusing it (make clean, or SYNTH_ROOT=..., for a new one)"; \
+	else $(PY) -m data_prep.synth --out $(SYNTH_ROOT) --clips $(SYNTH_CLIPS) --seed $(SEED) --num-proc $(JOBS); fi
 
 data: $(INSTALLED) ## prepare a dataset from a BDD-OIA release (BDDOIA_ROOT OUT FRAMES STRIDE IMAGE_SIZE JOBS)
 	$(PY) -m data_prep.prepare --root $(BDDOIA_ROOT) --out $(OUT) --frames $(FRAMES) --stride $(STRIDE) \
@@ -67,6 +68,9 @@ audit: $(INSTALLED) ## which reason order fits an annotation set (BDDOIA_ROOT)
 tiny-models: $(INSTALLED) ## build the tiny SmolVLM-shaped model and tiny open_clip offline (MODELS)
 	$(PY) -m tiny_models.build --out $(MODELS) --seed $(SEED) \
 		$(if $(wildcard $(SYNTH_ROOT)/descriptions.json),--corpus $(SYNTH_ROOT)/descriptions.json)
+
+clip: $(INSTALLED) ## train the tiny CLIP contrastively on the synthetic train split (stage 1's reward model in the demo)
+	$(PY) -m tiny_models.train_clip --dataset $(OUT) --clip local-dir:$(MODELS)/tiny-clip --out $(MODELS)/tiny-clip-trained --seed $(SEED)
 
 sft: $(INSTALLED) ## supervised warm start (VARIANT=demo for the tiny model; ARGS="--key value")
 	$(PY) -m recipes.sft.sft --config $(call recipe,sft) $(ARGS)
@@ -85,25 +89,29 @@ eval: $(INSTALLED) ## evaluate MODEL on SPLIT of OUT: metrics, report, plots, ga
 
 predict: $(INSTALLED) ## run MODEL over a video or frame folder INPUT, one JSON per window (PREDICT_OUT)
 	@test -n "$(INPUT)" || (echo "usage: make predict MODEL=<model folder> INPUT=<video or frame folder>"; exit 2)
-	$(PY) -m evaluate.predict --model $(MODEL) --input $(INPUT) --frames $(FRAMES) --out $(PREDICT_OUT)
+	$(PY) -m evaluate.predict --model $(MODEL) --input $(INPUT) --frames $(FRAMES) --stride $(STRIDE) --out $(PREDICT_OUT)
 
-DEMO_EVAL   ?= --max-samples 200 --clip-model local-dir:$(MODELS)/tiny-clip
-DEMO_STAGES ?= sft
+DEMO_EVAL   ?= --max-samples 200 --clip-model local-dir:$(MODELS)/tiny-clip-trained
+DEMO_STAGES ?= sft stage1 stage2 stage3
 
-demo: ## the main job on the embedded default: synthetic world -> dataset -> tiny models -> training -> eval table
+demo: ## the main job on the embedded default: synthetic world -> dataset -> tiny models -> training chain -> eval table
 	$(MAKE) synth
 	$(MAKE) data BDDOIA_ROOT=$(SYNTH_ROOT)
 	$(MAKE) tiny-models
+	$(MAKE) clip
 	$(MAKE) eval MODEL=$(MODELS)/tiny-smolvlm EVAL_OUT=$(WORK)/eval/untrained EVAL_ARGS="$(DEMO_EVAL) --label untrained"
 	for stage in $(DEMO_STAGES); do \
 		$(MAKE) $$stage VARIANT=demo && \
 		$(MAKE) eval MODEL=$(WORK)/$$stage EVAL_OUT=$(WORK)/eval/$$stage EVAL_ARGS="$(DEMO_EVAL) --label $$stage" || exit 1; \
 	done
-	$(MAKE) report RUNS="$(WORK)/eval/untrained $(addprefix $(WORK)/eval/,$(DEMO_STAGES))"
+	$(MAKE) report RUNS="untrained=$(WORK)/eval/untrained $(foreach s,$(DEMO_STAGES),$(s)=$(WORK)/eval/$(s))" \
+		LOGS="$(foreach s,$(DEMO_STAGES),$(s)=$(WORK)/$(s))"
+	@cat $(WORK)/eval/report/report.md
 
-RUNS        ?= $(wildcard $(WORK)/eval/*)
-report: $(INSTALLED) ## one table (and reward curves) over several eval folders (RUNS)
-	$(PY) -m evaluate.run --compare $(RUNS) --out $(WORK)/eval/report.md
+RUNS        ?= $(foreach d,$(wildcard $(WORK)/eval/*/metrics.json),$(notdir $(patsubst %/,%,$(dir $(d))))=$(dir $(d)))
+LOGS        ?=
+report: $(INSTALLED) ## one table (and training curves) over several evaluations (RUNS="label=dir ...", LOGS="label=run_dir ...")
+	$(PY) -m evaluate.run --compare $(RUNS) --out $(WORK)/eval/report $(if $(LOGS),--logs $(LOGS))
 
 bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep

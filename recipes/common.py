@@ -435,6 +435,7 @@ def save_stage(trainer: Any, processor: Any, output_dir: str | Path, recipe: dic
     processor.save_pretrained(output_dir)
     if hasattr(trainer, "save_value_head"):  # the actor-critic's critic, beside the policy
         trainer.save_value_head(output_dir)
+    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and reward curves
     (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     info = {"layout": layout, "versions": package_versions(), **(extra or {})}
     (output_dir / "smoldrive.json").write_text(json.dumps(info, indent=2))

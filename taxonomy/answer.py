@@ -116,8 +116,13 @@ def _fold(text: str) -> str:
     return _FOLD.sub(" ", text.lower())
 
 
+# The fields of an answer object; a JSON object with none of them is not an answer (e.g. the
+# nested "actions" object of an answer cut off before its closing brace).
+ANSWER_FIELDS = ("description", "actions", "reasons", "justification")
+
+
 def _json_objects(text: str, limit: int = 8) -> list[tuple[int, int, Any]]:
-    """Top-level JSON objects in the text as (start, end, value), at most ``limit``."""
+    """JSON answer objects in the text as (start, end, value), at most ``limit``."""
     found, pos = [], 0
     while len(found) < limit:
         start = text.find("{", pos)
@@ -128,7 +133,7 @@ def _json_objects(text: str, limit: int = 8) -> list[tuple[int, int, Any]]:
         except (json.JSONDecodeError, RecursionError):
             pos = start + 1
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and any(k in value for k in ANSWER_FIELDS):
             found.append((start, end, value))
             pos = end
         else:
@@ -177,11 +182,62 @@ def _text_actions(text: str) -> set[str]:
     return _phrases_in(folded, ACTION_KEYS)
 
 
+_SALVAGE_ACTIONS = re.compile(r'"actions"\s*:\s*(\{[^{}]*\})')
+_SALVAGE_REASONS = re.compile(r'"reasons"\s*:\s*\[([^\]]*)')
+_SALVAGE_STRING = {
+    name: re.compile(rf'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)"') for name in ("description", "justification")
+}
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _salvage_json_fields(text: str) -> ParsedAnswer | None:
+    """Fields of a JSON answer that is not valid JSON (cut off at the length limit, say).
+
+    Reads only complete pieces: the ``actions`` object, the complete strings of ``reasons`` and
+    the complete description/justification strings. None when no field is found.
+    """
+    actions: set[str] = set()
+    reasons: set[str] = set()
+    found = False
+    match = _SALVAGE_ACTIONS.search(text)
+    if match:
+        try:
+            actions = _as_key_set(json.loads(match.group(1)), ACTION_KEYS)
+            found = True
+        except json.JSONDecodeError:
+            pass
+    match = _SALVAGE_REASONS.search(text)
+    if match:
+        listed = _QUOTED.findall(match.group(1))
+        reasons = {r for r in listed if r in REASON_BY_KEY}
+        found = True
+    strings = {}
+    for name, pattern in _SALVAGE_STRING.items():
+        match = pattern.search(text)
+        if match:
+            try:
+                strings[name] = json.loads(f'"{match.group(1)}"')
+                found = True
+            except json.JSONDecodeError:
+                strings[name] = match.group(1)
+    if not found:
+        return None
+    return ParsedAnswer(
+        actions=actions,
+        reasons=reasons,
+        description=strings.get("description", ""),
+        justification=strings.get("justification", ""),
+        text_outside_json=text,
+    )
+
+
 def parse_answer(text: Any, max_chars: int = 20_000) -> ParsedAnswer:
     """Read label sets from a model answer. Never raises; garbage gives an empty answer.
 
-    JSON first: the first JSON object in the text is read by its fields. Without one, the
-    canonical keys and phrases of actions and reasons are searched for in the text.
+    JSON first: the first JSON object with an answer field is read by its fields. A JSON answer
+    that does not decode (cut off at the length limit) gives its complete fields (``is_json``
+    False). Otherwise the canonical keys and phrases of actions and reasons are searched for in
+    the text.
     ``max_chars`` bounds the work on runaway generations.
     """
     if not isinstance(text, str):
@@ -202,6 +258,10 @@ def parse_answer(text: Any, max_chars: int = 20_000) -> ParsedAnswer:
             text_outside_json=(text[:start] + text[end:]).strip(),
             json_objects_found=len(objects),
         )
+    # A JSON answer that does not decode (cut off): read its complete fields, not its words.
+    salvaged = _salvage_json_fields(text)
+    if salvaged is not None:
+        return salvaged
     # Plain text: "Scene: ...\nActions: ...\nReasons: ..." or anything else.
     scene = re.search(r"scene:\s*(.*)", text, flags=re.IGNORECASE)
     actions_line = re.search(r"actions?:\s*(.*)", text, flags=re.IGNORECASE)

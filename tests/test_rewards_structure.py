@@ -80,7 +80,8 @@ def test_weights_are_configurable_and_checked():
     only_parse = build_reward(
         "structure", w_parse=1.0, w_valid=0.0, w_complete=0.0, w_consistency=0.0, w_outside=0.0, w_repeat=0.0
     )
-    assert only_parse(["{}", ANSWER + ANSWER, "no json"]) == [1.0, 1.0, 0.0]
+    # an object counts once it has an answer field; "{}" alone is not an answer
+    assert only_parse(['{"description": ""}', ANSWER + ANSWER, "no json", "{}"]) == [1.0, 1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="w_repeat"):
         structure_reward([ANSWER], w_repeat=float("nan"))
     with pytest.raises(ValueError, match="w_outside"):

@@ -109,3 +109,19 @@ def test_json_bookkeeping_counts_outside_text_and_repeats():
     parsed = answer.parse_answer(f"Sure! {one}{one}")
     assert parsed.json_objects_found == 2
     assert parsed.text_outside_json.startswith("Sure!")
+
+
+def test_truncated_json_answer_reads_its_complete_fields_only():
+    full = answer.format_answer("A red light.", ["stop"], ["stop_traffic_light", "solid_line_left"])
+    cut = full[: full.index("solid_line_left") + 5]  # cut inside the second reason
+    parsed = answer.parse_answer(cut)
+    assert not parsed.is_json  # it does not decode: no credit for valid JSON
+    assert parsed.actions == {"stop"}  # the false actions are not read as mentioned words
+    assert parsed.reasons == {"stop_traffic_light"}  # the cut reason is not guessed
+    assert parsed.description == "A red light."
+
+
+def test_nested_object_alone_is_not_an_answer():
+    parsed = answer.parse_answer('{"description": "x", "actions": {"forward": true, "stop": false}, "rea')
+    assert not parsed.is_json
+    assert parsed.actions == {"forward"}

@@ -1,0 +1,262 @@
+"""Generate answers with a saved model folder, the way a user would: no text prompt, M frames.
+
+A model folder is whatever ``from_pretrained`` loads: the untrained SmolVLM (or the tiny stand-in),
+a stage's output with LoRA merged, or a LoRA adapter folder (``adapter_config.json`` naming its
+base; transformers loads it through peft). The processor comes from the same folder, so the image
+budget a recipe saved with it (``do_image_splitting``, ``size.longest_edge``) is used as is, unless
+``image_splitting`` / ``image_longest_edge`` override it (the same knobs as the recipes'
+``RecipeArguments``).
+
+Generation is batched with LEFT padding (decoder-only models continue from the right end of the
+prompt), greedy and bounded by ``max_new_tokens``. SmolVLM's generation prompt ends with
+"Assistant:" and no space, so answers start with a space: it is stripped here; the answer is read
+only by :func:`taxonomy.answer.parse_answer`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from recipes.common import image_prompt
+
+DEFAULT_BATCH_SIZE = 8
+# The canonical JSON answer of a busy scene is ~100-200 tokens with the tiny tokenizer and up to
+# ~250 with SmolVLM's; the bound stops runaway generations from a model that never says EOS.
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+class EvaluationError(ValueError):
+    """The model folder, dataset or split cannot be used; the message names it and says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and processor
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """fp32 on CPU (bf16 matmuls are far slower there, FACTS.md), bf16 on GPUs that support it."""
+    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if precision != "auto":
+        if precision not in choices:
+            raise EvaluationError(f"precision must be auto or one of {sorted(choices)}, got {precision!r}")
+        return choices[precision]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def configure_image_budget(processor: Any, image_splitting: bool | None = None,
+                           image_longest_edge: int | None = None) -> Any:
+    """Apply the recipes' image-budget knobs to a processor (None keeps what the folder saved)."""
+    image_processor = processor.image_processor
+    if image_splitting is not None:
+        image_processor.do_image_splitting = image_splitting
+    if image_longest_edge is not None:
+        image_processor.size = {"longest_edge": int(image_longest_edge)}
+    return processor
+
+
+def image_budget(processor: Any) -> dict:
+    """The image budget in use, recorded beside every evaluation."""
+    image_processor = processor.image_processor
+    return {
+        "image_splitting": bool(getattr(image_processor, "do_image_splitting", False)),
+        "image_longest_edge": (getattr(image_processor, "size", None) or {}).get("longest_edge"),
+    }
+
+
+def processor_folder(folder: Path) -> Path:
+    """Where the processor is: the folder itself, or for an adapter folder saved without one, the
+    base model named in adapter_config.json."""
+    if (folder / "processor_config.json").is_file() or (folder / "preprocessor_config.json").is_file():
+        return folder
+    adapter_config = folder / "adapter_config.json"
+    if adapter_config.is_file():
+        try:
+            base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+        except json.JSONDecodeError as err:
+            raise EvaluationError(f"{adapter_config}: not valid JSON ({err})") from err
+        if base:
+            return Path(base)
+    return folder
+
+
+def check_model_folder(folder: Path) -> None:
+    """A folder ``from_pretrained`` can load: a config (or adapter config) and weights."""
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise EvaluationError(
+            f"{folder}: neither config.json nor adapter_config.json: not a model folder saved with "
+            "save_pretrained (train one with a recipe, or `make tiny-models`)"
+        )
+    if not (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
+        raise EvaluationError(f"{folder}: no weights (*.safetensors or *.bin) in the folder")
+
+
+def load_model_and_processor(model_dir: str | Path, image_splitting: bool | None = None,
+                             image_longest_edge: int | None = None, device: str | None = None,
+                             precision: str = "auto"):
+    """``(model, processor)`` from one folder, model in eval mode on ``device``; processor set for
+    batched generation (left padding) with the requested image budget."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    folder = Path(model_dir)
+    if folder.is_dir():
+        check_model_folder(folder)
+    else:  # a hub id ("HuggingFaceTB/SmolVLM-Instruct"): only from the local cache when offline
+        from recipes.common import RecipeError, check_model_source
+
+        if str(model_dir).count("/") != 1 or folder.is_absolute() or str(model_dir).startswith("."):
+            raise EvaluationError(f"model folder not found: {folder}")
+        try:
+            check_model_source(str(model_dir))
+        except RecipeError as err:
+            raise EvaluationError(str(err)) from err
+    torch_device = pick_device(device)
+    dtype = pick_dtype(torch_device, precision)
+    try:
+        processor = AutoProcessor.from_pretrained(str(processor_folder(folder)))
+        model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=dtype)
+    except (OSError, ValueError, KeyError) as err:
+        raise EvaluationError(f"{folder}: cannot load the model or its processor ({err})") from err
+    model.to(torch_device).eval()
+    processor.tokenizer.padding_side = "left"
+    configure_image_budget(processor, image_splitting, image_longest_edge)
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def load_eval_split(dataset_dir: str | Path, split: str, max_samples: int | None = None):
+    """One split of a prepared dataset (``make data``), optionally its first ``max_samples`` rows."""
+    from datasets import load_from_disk
+
+    path = Path(dataset_dir)
+    if not path.exists():
+        raise EvaluationError(f"dataset not found: {path} (prepare one with `make data` or `make demo`)")
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as err:
+        raise EvaluationError(f"{path}: not a dataset saved with save_to_disk ({err})") from err
+    if split not in dataset:
+        raise EvaluationError(f"{path} has no split {split!r}; it has {sorted(dataset)}")
+    data = dataset[split]
+    missing = [c for c in ("id", "frames", "actions", "reasons") if c not in data.column_names]
+    if missing:
+        raise EvaluationError(f"{path}[{split}] lacks column(s) {missing}; re-run `make data`")
+    if len(data) == 0:
+        raise EvaluationError(f"{path}[{split}] is empty")
+    if max_samples is not None:
+        if max_samples < 1:
+            raise EvaluationError(f"max_samples must be >= 1, got {max_samples}")
+        data = data.select(range(min(max_samples, len(data))))
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+
+
+def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class Generated:
+    """Answers in sample order, with how many tokens each took (up to, not counting, the EOS)
+    and whether it stopped at ``max_new_tokens`` without saying EOS (a runaway generation)."""
+
+    texts: list[str] = field(default_factory=list)
+    token_counts: list[int] = field(default_factory=list)
+    hit_limit: list[bool] = field(default_factory=list)
+
+    def extend(self, other: "Generated") -> None:
+        self.texts += other.texts
+        self.token_counts += other.token_counts
+        self.hit_limit += other.hit_limit
+
+
+@torch.no_grad()
+def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
+                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Generated:
+    """Answers (stripped) for one batch: each entry of ``frame_lists`` is one sample's M frames."""
+    prompts = [
+        processor.apply_chat_template(image_prompt(len(frames)), add_generation_prompt=True)
+        for frames in frame_lists
+    ]
+    images = [[frame.convert("RGB") for frame in frames] for frames in frame_lists]
+    inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    inputs = {
+        k: (v.to(device, dtype) if k == "pixel_values" else v.to(device)) for k, v in inputs.items()
+    }
+    tokenizer = processor.tokenizer
+    eos_id = tokenizer.eos_token_id
+    output = model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=eos_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id,
+    )
+    new_tokens = output[:, inputs["input_ids"].shape[1]:].cpu()
+    result = Generated()
+    for row in new_tokens:
+        eos_positions = (row == eos_id).nonzero()
+        stopped = len(eos_positions) > 0
+        count = int(eos_positions[0]) if stopped else len(row)
+        result.texts.append(tokenizer.decode(row[:count], skip_special_tokens=True).strip())
+        result.token_counts.append(count)
+        result.hit_limit.append(not stopped)
+    return result
+
+
+def generate_answers(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
+                     batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                     progress: bool = True, desc: str = "generating") -> Generated:
+    """Answers for many samples, ``batch_size`` at a time, with a progress bar (``.texts``)."""
+    if batch_size < 1:
+        raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise EvaluationError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    result = Generated()
+    with tqdm(total=len(frame_lists), desc=desc, unit="sample", disable=not progress) as bar:
+        for batch in _batches(frame_lists, batch_size):
+            result.extend(generate_batch(model, processor, batch, max_new_tokens))
+            bar.update(len(batch))
+    return result
+
+
+class _FrameColumn:
+    """A split's ``frames`` column read lazily one slice at a time, so memory does not grow with
+    the split (``data["frames"]`` would decode every frame at once)."""
+
+    def __init__(self, data: Any):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, window: slice) -> list:
+        return self.data[window]["frames"]
+
+
+def generate_for_split(model: Any, processor: Any, data: Any, batch_size: int = DEFAULT_BATCH_SIZE,
+                       max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True) -> Generated:
+    """Answers for every row of a prepared split (its ``frames`` column), in row order."""
+    return generate_answers(model, processor, _FrameColumn(data), batch_size, max_new_tokens, progress)
