@@ -25,15 +25,17 @@ is assessed on that text), so the value after it is 0.
                       (TRL's clipped surrogate, aggregated by its ``loss_type``)
     (7) value loss    V^clip_k = V_old,k + clip(V_k - V_old,k, -eps_V, +eps_V)
                       L_V = 1/2 mean_k max((V_k - G_k)^2, (V^clip_k - G_k)^2)     (eps_V: value_clip)
+                      (mean over the micro-batch's real tokens)
     (8) total         L = L_pi + c_V * L_V  (+ TRL's beta KL and entropy terms when configured)
 
 Advantages and returns use V_old, the values at generation time (CleanRL computes them once per
 rollout). Generation and update alignment decides where V_old comes from, exactly as TRL decides
 for pi_old: when each generated batch is used in one optimizer step (num_iterations = 1 and
 steps_per_generation dividing gradient_accumulation_steps, TRL's default), the weights have not
-moved between generation and the loss, so V_old = V_theta detached at loss time and no extra
-forward pass is paid. Otherwise (TRL then computes ``old_per_token_logps``), V_old is computed at
-generation time in its own no-grad forward pass and travels with the batch as ``old_values``.
+moved between generation and the loss, so V_old = V_theta detached at loss time. Otherwise TRL
+runs a no-grad forward pass at generation time for ``old_per_token_logps``; V_old is read from the
+hidden states of that same pass and travels with the batch as ``old_values``. Either way the
+critic costs no extra forward pass of the body.
 
 Where the numbers come from inside TRL 1.16:
 - GRPOTrainer replaces the model's forward by a fused log-prob head that returns neither logits
@@ -54,11 +56,17 @@ head is written beside it as ``value_head.safetensors`` (checkpoints and ``save_
 restored on resume. Its parameters are one extra optimizer param group with their own learning
 rate; their gradients are clipped on their own (a fresh head's large early gradients must not
 shrink the policy's step through a joint norm) and, with several processes, averaged across them
-once per optimizer step (DDP wraps the policy only). DeepSpeed and FSDP are not supported.
+once per optimizer step by an all-reduce (DDP wraps the policy only). Why not inside DDP: as a
+submodule of the model the head would be saved into the model's weights, and DDP with
+find_unused_parameters (TRL turns it on for VLMs) marks parameters the forward's outputs do not
+reach as unused, then fails on their late gradients; a DDP of its own would all-reduce on every
+micro-batch. The head is initialised from ``seed`` on every process, so all start equal. Checked
+with 2 gloo processes (torchrun, CPU); DeepSpeed and FSDP are not supported.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -80,11 +88,6 @@ ADVANTAGE_NORM_EPS = 1e-8
 # TRL loss types whose surrogate is per token, so (B, T) advantages mean what (6) says. 'vespo' and
 # 'luspo' weight whole sequences by the sign of a per-sequence advantage.
 TOKEN_LEVEL_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
-# Keys of a generated batch that TRL's forward takes (the same list TRL's _compute_loss passes on).
-FORWARD_KEYS = (
-    "pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
-    "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids",
-)
 
 # token_reward_fn(completion_texts, completion_token_ids, inputs) -> per completion, one reward per
 # token (lists of len(completion_token_ids[b])), or a (B, >=T) tensor. ``inputs`` are the dataset
@@ -114,7 +117,7 @@ class ActorCriticConfig(GRPOConfig):
     value_loss_coef: float = field(default=0.5, metadata={"help": "c_V in (8) (CleanRL's vf_coef)."})
     value_clip: float | None = field(
         default=0.2,
-        metadata={"help": "eps_V in (7), in reward units: how far V may move from V_old per update. None: no clipping."},
+        metadata={"help": "eps_V in (7), in reward units: how far V may move from V_old per update; None: no clip."},
     )
     value_learning_rate: float = field(
         default=1e-4,
@@ -340,6 +343,7 @@ class ActorCriticTrainer(GRPOTrainer):
         self._hook = policy_backbone(self.model).register_forward_hook(self._store_last_hidden_state)
         self._loss_inputs: dict | None = None  # the batch copy whose "advantages" (4)-(5) fill in
         self._rollout: dict | None = None  # what _calculate_rewards saw, for the token rewards
+        self._generation_pass: list[torch.Tensor] | None = None  # hidden states of TRL's pi_old pass
 
     # -- capturing the body's hidden states -----------------------------------------------------
 
@@ -370,12 +374,18 @@ class ActorCriticTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        batch = super()._generate_and_score_completions(inputs)
+        self._generation_pass = []
+        try:
+            batch = super()._generate_and_score_completions(inputs)
+            generation_pass = self._generation_pass
+        finally:
+            self._generation_pass = None
         rollout, self._rollout = self._rollout, None
         batch["token_rewards"] = self._token_rewards(rollout, batch)  # (1)
         if batch.get("old_per_token_logps") is not None:
-            # Samples may be used after the weights moved (see the module docstring): keep V_old.
-            batch["old_values"] = self._rollout_values(batch)
+            # Samples may be used after the weights moved (module docstring): keep V_old, read from
+            # TRL's pi_old pass, its first scoring pass of the batch (a reference pass comes after).
+            batch["old_values"] = self._values(generation_pass, batch["completion_ids"].size(1)).detach()
         return batch
 
     def _token_rewards(self, rollout: Mapping[str, Any], batch: Mapping[str, Any]) -> torch.Tensor:
@@ -432,35 +442,31 @@ class ActorCriticTrainer(GRPOTrainer):
             dense = torch.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0)
         return dense
 
-    @torch.no_grad()
-    def _rollout_values(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """V_old of (7): the values of the generation-time weights, in a no-grad forward pass."""
-        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        num_completion_tokens = batch["completion_ids"].size(1)
-        mode = "train" if self.model.training else "eval"
-        chunk = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-        with self._capture_hidden_states() as captured:
-            super()._get_per_token_logps_and_entropies(
-                self.model, input_ids, attention_mask, num_completion_tokens, batch_size=chunk,
-                **{key: batch.get(key) for key in FORWARD_KEYS},
-            )
-        return self._values(captured, num_completion_tokens).detach()
-
     # -- the loss: (4)-(8) ----------------------------------------------------------------------
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
-        loss_inputs = self._loss_inputs
-        if loss_inputs is None:  # generation-time passes (pi_old, reference): nothing to add
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
-            )
-        self._loss_inputs = None  # only the loss's own forward pass is read
+        """TRL's scoring forward pass. The critic reads two of them: the loss's own pass (V_theta and
+        the advantages) and, at generation, the first pass of the policy (pi_old's, for V_old)."""
+        forward = functools.partial(
+            super()._get_per_token_logps_and_entropies,
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs,
+        )
+        if self._loss_inputs is not None:
+            return self._loss_pass(forward, logits_to_keep)
+        pi_old_pass = self._generation_pass is not None and not self._generation_pass and model is self.model
+        if not pi_old_pass:  # a reference pass, or no batch being generated
+            return forward()
         with self._capture_hidden_states() as captured:
-            result = super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
-            )
-        values = self._values(captured, logits_to_keep)  # (2) V_theta(s_k), with grad
+            result = forward()
+        self._generation_pass.extend(captured)
+        return result
+
+    def _loss_pass(self, forward: Callable[[], Any], num_completion_tokens: int):
+        """The loss's forward pass; then (2)-(5) fill the batch copy's "advantages" that TRL reads next."""
+        loss_inputs, self._loss_inputs = self._loss_inputs, None  # read only the loss's own pass
+        with self._capture_hidden_states() as captured:
+            result = forward()
+        values = self._values(captured, num_completion_tokens)  # (2) V_theta(s_k), with grad
         old_values = loss_inputs.get("old_values")
         if old_values is None:  # aligned regime: the weights have not moved since generation
             old_values = values.detach()
@@ -470,7 +476,7 @@ class ActorCriticTrainer(GRPOTrainer):
         )  # (3)-(4)
         if self.args.normalize_advantages:
             advantages = masked_normalize(advantages, mask)  # (5)
-        loss_inputs["advantages"] = advantages  # TRL reads this (B, T) tensor for (6) next
+        loss_inputs["advantages"] = advantages  # (B, T): TRL's surrogate (6) reads it right after
         loss_inputs["values"], loss_inputs["old_values"], loss_inputs["returns"] = values, old_values, returns
         return result
 
@@ -551,7 +557,10 @@ class ActorCriticTrainer(GRPOTrainer):
         if not os.path.isfile(path):
             logger.warning("%s has no %s: the value head starts fresh", folder, VALUE_HEAD_FILE)
             return False
-        state = load_file(path, device=str(next(self.value_head.parameters()).device))
+        try:
+            state = load_file(path, device=str(next(self.value_head.parameters()).device))
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types on bad files
+            raise ValueError(f"{path}: cannot read the value head ({type(err).__name__}: {err})") from err
         try:
             self.value_head.load_state_dict(state)
         except RuntimeError as err:
@@ -629,7 +638,9 @@ def clip_token_reward_fn(tokenizer: Any, granularity: str = "word", **clip_param
     }
     unknown = sorted(set(clip_params) - set(defaults))
     if unknown:
-        raise ValueError(f"clip_token_reward_fn: unknown clip_alignment parameter(s) {unknown}; known: {sorted(defaults)}")
+        raise ValueError(
+            f"clip_token_reward_fn: unknown clip_alignment parameter(s) {unknown}; known: {sorted(defaults)}"
+        )
     params = {**defaults, **clip_params}
     normalisation = r1.Normalisation(params["floor"], params["shift"], params["scale"])
 
@@ -659,7 +670,6 @@ def clip_token_reward_fn(tokenizer: Any, granularity: str = "word", **clip_param
                 out.append(place_on_tokens(token_ends, [token_ends[-1]], [step.total]))
         return out
 
-    token_rewards.granularity = granularity  # type: ignore[attr-defined]
     return token_rewards
 
 
