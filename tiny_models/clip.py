@@ -95,7 +95,8 @@ def save_tiny_clip(model, cfg: TinyClipConfig, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # open_clip's default normalisation (OpenAI CLIP's mean/std), written out so the folder says it.
-    preprocess_cfg = {"mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD)}
+    # squash, not centre-crop: the side lanes, solid lines and cars beside us sit at the edges of 16:9 frames
+    preprocess_cfg = {"mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD), "resize_mode": "squash"}
     config = {"model_cfg": open_clip_model_cfg(cfg), "preprocess_cfg": preprocess_cfg}
     (out_dir / OPEN_CLIP_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     # safetensors refuses shared tensors; open_clip's CLIP has none, contiguous() guards views.
