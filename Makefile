@@ -25,7 +25,20 @@ MODELS      ?= $(WORK)/models
 # recipes: VARIANT= runs recipes/<stage>/<stage>.yaml (the real models), VARIANT=demo the _demo.yaml
 VARIANT     ?=
 ARGS        ?=
+CLIP_ARGS   ?=
 recipe       = recipes/$(1)/$(1)$(if $(VARIANT),_$(VARIANT)).yaml
+# scale out: ACCELERATE=ddp|zero2|zero3|fsdp launches a stage with `accelerate launch` and
+# recipes/accelerate/$(ACCELERATE).yaml on NPROC processes (default: every visible GPU); empty: one process.
+ACCELERATE  ?=
+NPROC       ?= $(shell $(PY) -c 'import torch; print(max(torch.cuda.device_count(), 1))')
+LAUNCH       = $(if $(ACCELERATE),$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCELERATE).yaml --num_processes $(NPROC),$(PY))
+ifneq ($(ACCELERATE),)
+ifeq ($(wildcard recipes/accelerate/$(ACCELERATE).yaml),)
+$(error ACCELERATE=$(ACCELERATE): there is no recipes/accelerate/$(ACCELERATE).yaml; use ddp, zero2, zero3 or fsdp)
+endif
+endif
+# benchmarks
+BENCH_GPU_ARGS ?=
 # evaluation and prediction
 MODEL       ?= $(WORK)/sft
 SPLIT       ?= test
@@ -35,10 +48,9 @@ INPUT       ?=
 PREDICT_OUT ?= $(WORK)/predictions.jsonl
 
 export PYTHONUNBUFFERED=1
-export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report bench clean
+.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report bench bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -70,19 +82,19 @@ tiny-models: $(INSTALLED) ## build the tiny SmolVLM-shaped model and tiny open_c
 		$(if $(wildcard $(SYNTH_ROOT)/descriptions.json),--corpus $(SYNTH_ROOT)/descriptions.json)
 
 clip: $(INSTALLED) ## train the tiny CLIP contrastively on the synthetic train split (stage 1's reward model in the demo)
-	$(PY) -m tiny_models.train_clip --dataset $(OUT) --clip local-dir:$(MODELS)/tiny-clip --out $(MODELS)/tiny-clip-trained --seed $(SEED)
+	$(PY) -m tiny_models.train_clip --dataset $(OUT) --clip local-dir:$(MODELS)/tiny-clip --out $(MODELS)/tiny-clip-trained --seed $(SEED) $(CLIP_ARGS)
 
 sft: $(INSTALLED) ## supervised warm start (VARIANT=demo for the tiny model; ARGS="--key value")
-	$(PY) -m recipes.sft.sft --config $(call recipe,sft) $(ARGS)
+	$(LAUNCH) -m recipes.sft.sft --config $(call recipe,sft) $(ARGS)
 
 stage1: $(INSTALLED) ## RL stage 1: scene description, CLIP reward, actor-critic (from sft)
-	$(PY) -m recipes.stage1.stage1 --config $(call recipe,stage1) $(ARGS)
+	$(LAUNCH) -m recipes.stage1.stage1 --config $(call recipe,stage1) $(ARGS)
 
 stage2: $(INSTALLED) ## RL stage 2: actions and justification, R2 (from stage1)
-	$(PY) -m recipes.stage2.stage2 --config $(call recipe,stage2) $(ARGS)
+	$(LAUNCH) -m recipes.stage2.stage2 --config $(call recipe,stage2) $(ARGS)
 
 stage3: $(INSTALLED) ## RL stage 3: the full JSON, R3 (from stage2)
-	$(PY) -m recipes.stage3.stage3 --config $(call recipe,stage3) $(ARGS)
+	$(LAUNCH) -m recipes.stage3.stage3 --config $(call recipe,stage3) $(ARGS)
 
 eval: $(INSTALLED) ## evaluate MODEL on SPLIT of OUT: metrics, report, plots, gallery (EVAL_OUT EVAL_ARGS)
 	$(PY) -m evaluate.run --model $(MODEL) --dataset $(OUT) --split $(SPLIT) --out $(EVAL_OUT) $(EVAL_ARGS)
@@ -116,6 +128,9 @@ report: $(INSTALLED) ## one table (and training curves) over several evaluations
 bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep
 	$(PY) -m benchmarks.rl_step
+
+bench-gpu: $(INSTALLED) ## GPU benchmark: SFT (full/LoRA/QLoRA) and RL steps on the SmolVLM sizes into BENCHMARKS.md; CPU fallback without CUDA (BENCH_GPU_ARGS)
+	$(PY) -m benchmarks.gpu $(BENCH_GPU_ARGS)
 
 clean: ## remove everything runs produced (keeps .venv)
 	rm -rf $(WORK)

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import threading
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from benchmarks import markdown
 
 BDDOIA_CLIPS = 22_924  # 16,082 train + 2,270 val + 4,572 test
 DEFAULT_WORK = Path("work/bench")
@@ -46,8 +47,7 @@ MIN_SMALL_CLIPS = 2000
 TIME_TARGET_MINUTES = 15.0  # whole set on this 2-core machine
 MEMORY_GROWTH_TOLERANCE = 1.3  # peak anonymous memory may grow at most this much with set size
 SAMPLE_SECONDS = 0.1
-SECTION_START = "<!-- benchmarks.data_prep:start -->"
-SECTION_END = "<!-- benchmarks.data_prep:end -->"
+SECTION_START, SECTION_END = markdown.section_markers("benchmarks.data_prep")
 
 
 @dataclass
@@ -234,13 +234,7 @@ def render_section(runs: list[Run], info: dict, args: argparse.Namespace, comman
 
 
 def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# SmolDrive benchmarks\n\n"
-    pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    markdown.write_section(path, section, SECTION_START, SECTION_END)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -167,6 +167,11 @@ def apply_precision(training_args: Any, precision: str) -> str:
         raise RecipeError(f"precision must be one of {choices}, got {precision!r}")
     if precision == "auto":
         precision = hardware_precision()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and not training_args.use_cpu:
+        raise RecipeError(
+            "launched on several processes on a machine without CUDA: add `--use_cpu true` (gloo), or every "
+            "process trains alone and they all write the same output folder"
+        )
     if precision in ("bf16", "fp16") and not torch.cuda.is_available():
         logger.warning("precision=%s on a machine without CUDA: expect slow steps", precision)
     training_args.bf16 = precision == "bf16"
@@ -399,6 +404,9 @@ def setup_logging(training_args: Any) -> None:
     # "passive" (the default) leaves transformers' own verbosity alone; our messages stay at INFO
     explicit = training_args.log_level != "passive"
     logger.setLevel(training_args.get_process_log_level() if explicit else logging.INFO)
+    from recipes.tracking import configure_tracking
+
+    configure_tracking(training_args)  # W&B offline without a login (never a prompt); TensorBoard without wandb
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,29 +424,46 @@ def package_versions() -> dict[str, str]:
 
 
 def save_stage(trainer: Any, processor: Any, output_dir: str | Path, recipe: dict[str, Any], extra: dict | None = None):
-    """Save what ``from_pretrained`` loads, plus the recipe and versions that produced it.
+    """Save what ``from_pretrained`` loads, plus the recipe, versions and model card that produced it.
 
     LoRA adapters are merged into the base so the folder loads like any model. QLoRA adapters sit
     on a 4-bit base that cannot be merged losslessly: the adapter is saved with its base recorded
     in adapter_config.json, which ``AutoModelForImageTextToText.from_pretrained`` also loads.
+    With several processes the main one writes and the others wait (two writers race on the same
+    files). Under DeepSpeed ZeRO-3 or FSDP the weights are sharded: every process takes part in
+    ``Trainer.save_model``, which gathers them, and a LoRA adapter is saved unmerged.
     """
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from recipes.tracking import infer_stage, write_model_card
+
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     model = trainer.model
-    if not hasattr(model, "merge_and_unload"):
-        layout = "full model"
-    elif getattr(model, "is_loaded_in_4bit", False):
-        layout = "LoRA adapter over a 4-bit base (base recorded in adapter_config.json)"
-    else:
-        model, layout = model.merge_and_unload(), "LoRA merged into the base"
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    if hasattr(trainer, "save_value_head"):  # the actor-critic's critic, beside the policy
-        trainer.save_value_head(output_dir)
-    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and reward curves
-    (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    info = {"layout": layout, "versions": package_versions(), **(extra or {})}
-    (output_dir / "smoldrive.json").write_text(json.dumps(info, indent=2))
+    sharded = is_deepspeed_zero3_enabled() or trainer.is_fsdp_enabled
+    if sharded:
+        trainer.save_model(str(output_dir))  # collective: every process hands over its shard
+        layout = ("LoRA adapter, not merged (sharded training; base recorded in adapter_config.json)"
+                  if hasattr(model, "peft_config") else "full model")
+    if trainer.accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not sharded:
+            if not hasattr(model, "merge_and_unload"):
+                layout = "full model"
+            elif getattr(model, "is_loaded_in_4bit", False):
+                layout = "LoRA adapter over a 4-bit base (base recorded in adapter_config.json)"
+            else:
+                model, layout = model.merge_and_unload(), "LoRA merged into the base"
+            model.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+        if hasattr(trainer, "save_value_head"):  # the actor-critic's critic, beside the policy
+            trainer.save_value_head(output_dir)
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and reward curves
+        (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        info = {"layout": layout, "versions": package_versions(), **(extra or {})}
+        (output_dir / "smoldrive.json").write_text(json.dumps(info, indent=2))
+        write_model_card(output_dir, recipe, infer_stage(output_dir), str(recipe.get("model_name_or_path", "")),
+                         str(recipe.get("dataset_path", "")))
+    trainer.accelerator.wait_for_everyone()  # nobody reads the folder before it is complete
     return output_dir
 
 
