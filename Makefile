@@ -128,6 +128,7 @@ report: $(INSTALLED) ## one table (and training curves) over several evaluations
 bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep
 	$(PY) -m benchmarks.rl_step
+	$(PY) -m benchmarks.rewards
 
 bench-gpu: $(INSTALLED) ## GPU benchmark: SFT (full/LoRA/QLoRA) and RL steps on the SmolVLM sizes into BENCHMARKS.md; CPU fallback without CUDA (BENCH_GPU_ARGS)
 	$(PY) -m benchmarks.gpu $(BENCH_GPU_ARGS)

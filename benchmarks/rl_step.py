@@ -17,7 +17,8 @@ actor-critic reads V_old from that same pass). Completions are forced to exactly
 ``--completion-length`` tokens so every variant does the same work. Variants run interleaved in
 ``--repeats`` rounds; the mean step time over whole generation cycles is reported, on CPU time
 (this process's, all threads: other jobs on a shared machine inflate wall time) and wall time.
-Figures go to stdout (markdown).
+Figures go to stdout (markdown) and into BENCHMARKS.md's ``benchmarks.rl_step`` section (replaced on
+each run, other sections kept; ``--no-write`` leaves the file).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import logging
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks import markdown
 
 DEFAULT_STEPS = 6
 DEFAULT_WARMUP = 2
@@ -46,6 +50,8 @@ DEFAULT_FRAME_SIZE = 64
 # spinning threads make steps many times slower (measured: ~0.12 s/step on 1 thread vs 1-4 s on 2).
 DEFAULT_THREADS = 1
 TARGET_RATIO = 1.25  # actor_critic / grpo, the trainer's own overhead
+DEFAULT_MARKDOWN = Path("BENCHMARKS.md")
+SECTION_START, SECTION_END = markdown.section_markers("benchmarks.rl_step")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--misaligned", action="store_true", help="also time steps_per_generation=2")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN)
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.misaligned and (args.steps % 2 or args.warmup % 2):
         parser.error("--misaligned generates every 2 steps: give even --steps and --warmup (whole cycles)")
@@ -196,26 +204,37 @@ def main(argv=None) -> int:
                     timer = run(variant, misaligned, args, model_path, clip_name, dataset, work / "out")
                     times[(variant, misaligned)]["wall"] += timer.wall
                     times[(variant, misaligned)]["cpu"] += timer.cpu
-    report(args, times, regimes, variants)
+    command = "python -m benchmarks.rl_step " + " ".join(argv if argv is not None else sys.argv[1:])
+    section = report(args, times, regimes, variants, command.strip())
+    print(section)
+    if not args.no_write:
+        markdown.write_section(args.markdown, section, SECTION_START, SECTION_END)
+        print(f"updated {args.markdown}")
     return 0
 
 
-def report(args, times, regimes, variants) -> None:
+def report(args, times, regimes, variants, command: str) -> str:
+    """The BENCHMARKS.md section (markers included) with the figures."""
     import transformers
     import trl
 
-    print("## Stage-1 RL step: actor-critic vs GRPO (`python -m benchmarks.rl_step`)\n")
-    print(
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, trl {trl.__version__}; fp32 on CPU.\n"
+    lines = [
+        SECTION_START,
+        "## Stage-1 RL step: actor-critic vs GRPO (`python -m benchmarks.rl_step`)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, {torch.get_num_threads()} torch "
+        f"threads, Python {platform.python_version()}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, trl {trl.__version__}; fp32 on CPU. Command: `{command}`.",
+        "",
         f"Batch: {args.prompts_per_step} clips x {args.num_generations} completions of exactly "
         f"{args.completion_length} tokens, {args.frames} frames of {args.frame_size} px per clip; "
         f"{args.steps} timed steps after {args.warmup} warm-up, {args.repeats} interleaved rounds; "
         "means over whole optimizer steps (generation included); the ratio is on CPU time "
-        "(this process's, all threads), which other jobs on a shared machine inflate less than wall time.\n"
-    )
-    print("| regime | variant | CPU s/step | wall s/step | CPU vs grpo |")
-    print("|---|---|---|---|---|")
+        "(this process's, all threads), which other jobs on a shared machine inflate less than wall time.",
+        "",
+        "| regime | variant | CPU s/step | wall s/step | CPU vs grpo |",
+        "|---|---|---|---|---|",
+    ]
     for misaligned in regimes:
         regime = "steps_per_generation=2 (pi_old, V_old kept)" if misaligned else "aligned (default)"
         base = statistics.mean(times[("grpo", misaligned)]["cpu"])
@@ -225,9 +244,10 @@ def report(args, times, regimes, variants) -> None:
             ratio = cpu / base
             mark = ""
             if variant == "actor_critic":
-                mark = " (target <= %.2fx%s)" % (TARGET_RATIO, "" if ratio <= TARGET_RATIO else ": MISSED")
-            print(f"| {regime} | {variant} | {cpu:.3f} | {wall:.3f} | {ratio:.2f}x{mark} |")
-
+                mark = " (target <= %.2fx: %s)" % (TARGET_RATIO, "ok" if ratio <= TARGET_RATIO else "**MISSED**")
+            lines.append(f"| {regime} | {variant} | {cpu:.3f} | {wall:.3f} | {ratio:.2f}x{mark} |")
+    lines.append(SECTION_END)
+    return "\n".join(lines) + "\n"
 
 if __name__ == "__main__":
     raise SystemExit(main())
