@@ -15,6 +15,8 @@ only by :func:`taxonomy.answer.parse_answer`.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,3 +262,13 @@ def generate_for_split(model: Any, processor: Any, data: Any, batch_size: int = 
                        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True) -> Generated:
     """Answers for every row of a prepared split (its ``frames`` column), in row order."""
     return generate_answers(model, processor, _FrameColumn(data), batch_size, max_new_tokens, progress)
+
+
+def add_model_loading_args(parser) -> None:
+    """The command-line flags of :func:`load_model_and_processor` (eval and predict share them)."""
+    parser.add_argument("--image-splitting", action=argparse.BooleanOptionalAction, default=None,
+                        help="override the processor's image splitting; None: as saved with the model")
+    parser.add_argument("--image-longest-edge", type=int, default=None,
+                        help="override the processor's longest edge in px; None: as saved with the model")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; None: cuda when available")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))

@@ -55,7 +55,13 @@ from data_prep.frames import (
     resize_longest_edge,
     sample_positions,
 )
-from evaluate.generate import DEFAULT_MAX_NEW_TOKENS, EvaluationError, generate_batch, load_model_and_processor
+from evaluate.generate import (
+    DEFAULT_MAX_NEW_TOKENS,
+    EvaluationError,
+    add_model_loading_args,
+    generate_batch,
+    load_model_and_processor,
+)
 from taxonomy.answer import parse_answer
 from taxonomy.labels import ACTION_KEYS, REASON_KEYS
 
@@ -249,12 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fewer frames than a window needs: pad (repeat the earliest frame) or error")
     parser.add_argument("--out", default=None, help="JSON-lines output file; None: stdout")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    parser.add_argument("--image-splitting", action=argparse.BooleanOptionalAction, default=None,
-                        help="override the processor's image splitting; None: as saved with the model")
-    parser.add_argument("--image-longest-edge", type=int, default=None,
-                        help="override the processor's longest edge in px; None: as saved with the model")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; None: cuda when available")
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    add_model_loading_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

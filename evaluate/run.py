@@ -35,6 +35,7 @@ from tqdm import tqdm
 from evaluate import gallery as gallery_module
 from evaluate import plots, report
 from evaluate.generate import (
+    add_model_loading_args,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     EvaluationError,
@@ -394,12 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logs", nargs="+", default=None, metavar="[LABEL=]PATH",
                         help="trainer_state.json files or Trainer output folders, one per stage, for loss/reward curves")
     parser.add_argument("--gallery-size", type=int, default=DEFAULT_GALLERY_SIZE, help="examples in gallery.html")
-    parser.add_argument("--image-splitting", action=argparse.BooleanOptionalAction, default=None,
-                        help="override the processor's image splitting; None: as saved with the model")
-    parser.add_argument("--image-longest-edge", type=int, default=None,
-                        help="override the processor's longest edge in px; None: as saved with the model")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; None: cuda when available")
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    add_model_loading_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--compare", nargs="+", default=None, metavar="[LABEL=]RUN_DIR",
                         help="merge the metrics.json of these evaluation folders into one report in --out")
