@@ -4,10 +4,11 @@ For each completion, the answer is read with :func:`taxonomy.answer.parse_answer
 evaluation uses) into a predicted action set A and reason set R, compared with the sample's truth
 (dataset columns ``actions``: 4 ints [F, S, L, R], ``reasons``: 21 ints in canonical order)::
 
-    R2 = w_actions * F1(A, A_true) + w_reasons * F1(R, R_true) + w_consistency * C
+    R2 = (w_actions * F1(A, A_true) + w_reasons * F1(R, R_true) + w_consistency * C)
+         * (1 - w_format * (1 - Q))
 
 Defaults ``w_actions = 0.4, w_reasons = 0.4, w_consistency = 0.2`` (sum 1, so R2 is in [0, 1]; in
-general R2 is in [0, sum of weights]).
+general R2 is in [0, w_actions + w_reasons + w_consistency]) and ``w_format = 0.2`` (in [0, 1]).
 
 F1 is set F1 over the fixed vocabulary (4 action keys, 21 reason keys):
 ``F1 = 2|P & T| / (|P| + |T|)``. Listing every class does not pay: each wrong key adds to |P|.
@@ -25,10 +26,24 @@ Consistency C is in [0, 1] and needs no truth::
   beside "turn left").
 - ``named(R)``: the predicted reasons that the justification names, by readable phrase or key,
   found by running ``parse_answer`` on the justification text. For a JSON answer the
-  justification is its ``justification`` field; for a plain-text answer, whose reasons were read
-  from its text, it is the whole text.
+  justification is its ``justification`` field (also for a JSON answer that does not decode: its
+  salvaged justification, "" when that was cut, not the whole text, which holds the reasons list
+  and so "names" every reason); for a plain-text answer, whose reasons were read from its text,
+  it is the whole text.
 - ``logic_share`` defaults to 0.5.
 - An answer with no reasons gets C = 0 (otherwise the empty answer would be perfectly consistent).
+
+Format Q is 1 when the answer is exactly one clean, schema-valid JSON object
+(:attr:`taxonomy.answer.ParsedAnswer.clean`: it satisfies ``answer.schema.json``, repeats no key
+at any depth, has no blank text field, no text around it and no second object), else 0. The
+labels of a malformed answer are still read and paid (sloppy output keeps its signal), but at most
+``1 - w_format`` of what the clean answer with the same labels gets. A JSON answer cut off before
+its justification, a plain-text answer, markdown fences, a repeated key, a duplicated, invented or
+non-key reason entry, an unknown action key, actions given as strings, a missing or empty field:
+without Q each scored as high as the complete answer, since its label sets are the same.
+Multiplying (rather than subtracting) keeps R2 a label reward: among answers of the same form the
+labels alone decide, and form alone never pays (an answer with no label in it scores 0 however
+clean it is).
 """
 
 from __future__ import annotations
@@ -52,6 +67,8 @@ DEFAULT_W_REASONS = 0.4
 DEFAULT_W_CONSISTENCY = 0.2
 DEFAULT_LOGIC_SHARE = 0.5
 DEFAULT_EMPTY_MATCH_F1 = 1.0
+DEFAULT_W_FORMAT = 0.2
+COMPONENTS = ("actions_f1", "reasons_f1", "consistency", "format")
 
 
 def set_f1(
@@ -65,8 +82,14 @@ def set_f1(
 
 
 def justification_source(parsed: ParsedAnswer) -> str:
-    """The text that should name the reasons: the JSON justification, or a text answer's text."""
-    return parsed.justification if parsed.is_json else parsed.text_outside_json
+    """The text that should name the reasons: the JSON justification, or a text answer's text.
+
+    A JSON answer that does not decode (cut off) uses its salvaged justification, "" when that
+    was cut: its whole text holds the reasons list itself, which would "name" every reason.
+    """
+    if parsed.is_json or parsed.truncated:
+        return parsed.justification
+    return parsed.text_outside_json
 
 
 def consistency(parsed: ParsedAnswer, logic_share: float = DEFAULT_LOGIC_SHARE) -> float:
@@ -108,14 +131,35 @@ def score_components(
     logic_share: float = DEFAULT_LOGIC_SHARE,
     empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
 ) -> dict[str, float]:
-    """The three R2 components of one parsed answer (all 0 for an answer with no labels)."""
+    """The four R2 components of one parsed answer (all 0 for an answer with no labels).
+
+    ``format`` is Q: 1 for one clean schema-valid JSON object, else 0.
+    """
     if parsed.empty:
-        return {"actions_f1": 0.0, "reasons_f1": 0.0, "consistency": 0.0}
+        return dict.fromkeys(COMPONENTS, 0.0)
     return {
         "actions_f1": set_f1(parsed.actions, true_actions, empty_match_f1),
         "reasons_f1": set_f1(parsed.reasons, true_reasons, empty_match_f1),
         "consistency": consistency(parsed, logic_share),
+        "format": float(parsed.clean),
     }
+
+
+def combine(
+    components: dict[str, float],
+    *,
+    w_actions: float = DEFAULT_W_ACTIONS,
+    w_reasons: float = DEFAULT_W_REASONS,
+    w_consistency: float = DEFAULT_W_CONSISTENCY,
+    w_format: float = DEFAULT_W_FORMAT,
+) -> float:
+    """R2 from its components (the module docstring's equation)."""
+    labels = (
+        w_actions * components["actions_f1"]
+        + w_reasons * components["reasons_f1"]
+        + w_consistency * components["consistency"]
+    )
+    return labels * (1.0 - w_format * (1.0 - components["format"]))
 
 
 def check_weights(reward: str, allow_all_zero: bool = False, **weights: float) -> None:
@@ -137,10 +181,14 @@ def action_reasoning_reward(
     w_consistency: float = DEFAULT_W_CONSISTENCY,
     logic_share: float = DEFAULT_LOGIC_SHARE,
     empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
+    w_format: float = DEFAULT_W_FORMAT,
     **kwargs: Any,
 ) -> list[float]:
     """R2 per completion (see the module docstring); needs the columns ``actions`` and ``reasons``."""
     check_weights(NAME, w_actions=w_actions, w_reasons=w_reasons, w_consistency=w_consistency)
+    check_weights(NAME, allow_all_zero=True, w_format=w_format)
+    if w_format > 1.0:  # the format factor 1 - w_format must not go negative
+        raise ValueError(f"reward {NAME!r}: w_format must be in [0, 1], got {w_format!r}")
     if not 0.0 <= logic_share <= 1.0:
         raise ValueError(f"reward {NAME!r}: logic_share must be in [0, 1], got {logic_share!r}")
     if not 0.0 <= empty_match_f1 <= 1.0:
@@ -157,7 +205,7 @@ def action_reasoning_reward(
         truth_keys(v, REASON_KEYS, "reasons", ids[i] if i < len(ids) else i)
         for i, v in enumerate(column(kwargs, "reasons", n, NAME))
     ]
-    parts: dict[str, list[float]] = {"actions_f1": [], "reasons_f1": [], "consistency": []}
+    parts: dict[str, list[float]] = {key: [] for key in COMPONENTS}
 
     def score(i: int, text: str) -> float:
         components = score_components(
@@ -169,13 +217,22 @@ def action_reasoning_reward(
         )
         for key, value in components.items():
             parts[key].append(value)
-        return (
-            w_actions * components["actions_f1"]
-            + w_reasons * components["reasons_f1"]
-            + w_consistency * components["consistency"]
+        return combine(
+            components,
+            w_actions=w_actions,
+            w_reasons=w_reasons,
+            w_consistency=w_consistency,
+            w_format=w_format,
         )
 
-    scores = score_each(NAME, score, completions, 0.0, w_actions + w_reasons + w_consistency)
+    scores = score_each(
+        NAME,
+        score,
+        completions,
+        0.0,
+        w_actions + w_reasons + w_consistency,
+        log_metric=kwargs.get("log_metric"),
+    )
     log_means(kwargs, NAME, parts)
     return scores
 

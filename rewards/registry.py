@@ -14,6 +14,9 @@ picklable callable with ``.func``/``.keywords`` like a partial and a stable ``__
 
 Shared helpers: :func:`completion_text` reads a completion that is a string or a conversational
 message list; :func:`score_each` runs a per-completion scorer so that model output can never raise.
+A scorer that raises anyway is counted per reward (:func:`failure_counts`, reported to TRL as the
+metric ``<reward>/failures``): a failure scores the floor, which would otherwise look exactly like
+a legitimately bad answer.
 """
 
 from __future__ import annotations
@@ -35,11 +38,18 @@ BUILTIN_REWARD_MODULES = ("rewards.action_reasoning", "rewards.structure", "rewa
 MAX_LOGGED_FAILURES = 5
 
 _REGISTRY: dict[str, RewardFn] = {}
+# Scorer failures per reward name since the last reset_failure_counts() (process-wide).
+_failure_counts: dict[str, int] = {}
+# Failures logged with a traceback per reward; never reset, so that a reset cannot flood the log.
 _failures_logged: dict[str, int] = {}
 
 
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
-    """Decorator: register a reward function under ``name`` (the name YAML files and logs use)."""
+def register_reward(name: str, span: str = "answer") -> Callable[[RewardFn], RewardFn]:
+    """Decorator: register a reward function under ``name`` (the name YAML files and logs use).
+
+    ``span`` says which part of an answer the reward judges (``taxonomy.spans.SPANS``: the
+    description, the labels, the whole answer); an actor-critic puts advantages there only.
+    """
 
     def decorate(func: RewardFn) -> RewardFn:
         if name in _REGISTRY and _REGISTRY[name] is not func:
@@ -48,6 +58,7 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
                 raise ValueError(f"reward name {name!r} is already registered to {existing.__qualname__}")
         _REGISTRY[name] = func
         func.reward_name = name  # type: ignore[attr-defined]
+        func.span = span  # type: ignore[attr-defined]
         return func
 
     return decorate
@@ -254,29 +265,55 @@ def clip(value: float, low: float, high: float) -> float:
     return float(min(high, max(low, value)))
 
 
+def failure_counts() -> dict[str, int]:
+    """Scorer failures per reward name since the last :func:`reset_failure_counts` (a copy)."""
+    return dict(_failure_counts)
+
+
+def reset_failure_counts() -> None:
+    """Forget the failure counts (tests reset them before exercising a reward)."""
+    _failure_counts.clear()
+
+
+def _record_failure(reward: str, index: int, low: float) -> None:
+    """Count a scorer failure; log the first few per reward with their traceback."""
+    _failure_counts[reward] = _failure_counts.get(reward, 0) + 1
+    logged = _failures_logged.get(reward, 0)
+    if logged < MAX_LOGGED_FAILURES:
+        _failures_logged[reward] = logged + 1
+        logger.exception("reward %s failed on completion %d; scoring it %s", reward, index, low)
+
+
 def score_each(
     reward: str,
     scorer: Callable[[int, str], float],
     completions: Sequence[Any],
     low: float,
     high: float,
+    *,
+    log_metric: Any = None,
 ) -> list[float]:
     """``scorer(i, text)`` for each completion, clipped to [low, high]; a failure scores ``low``.
 
-    A scorer raising on some model output is a bug to fix, but training must not die of it: the
-    first few failures per reward are logged with their traceback.
+    A scorer raising on some model output is a bug to fix, but training must not die of it. So a
+    failure is counted under ``reward`` (:func:`failure_counts`), the first few per reward are
+    logged with their traceback, and, given TRL's ``log_metric``, the batch's failure count is
+    logged as ``<reward>/failures`` (0 included, so a silent reward shows as a flat line at 0).
     """
-    scores = []
+    scores, failures = [], 0
     for i, completion in enumerate(completions):
         try:
             value = scorer(i, completion_text(completion))
         except Exception:  # noqa: BLE001 - rewards never raise on model output
-            count = _failures_logged.get(reward, 0)
-            if count < MAX_LOGGED_FAILURES:
-                _failures_logged[reward] = count + 1
-                logger.exception("reward %s failed on completion %d; scoring it %s", reward, i, low)
+            _record_failure(reward, i, low)
+            failures += 1
             value = low
         scores.append(clip(value, low, high))
+    if callable(log_metric):
+        try:
+            log_metric(f"{reward}/failures", float(failures))
+        except Exception:  # noqa: BLE001 - logging must not break training
+            logger.debug("log_metric failed for %s/failures", reward, exc_info=True)
     return scores
 
 

@@ -9,9 +9,13 @@ SmolVLM's chat template leaves costs nothing)::
 
 - P = 1 when a JSON object was found and decoded, else 0 (then every other term is 0 too, except
   O: a text answer scores 0 overall).
-- V = 1 when the object validates against ``taxonomy/answer.schema.json`` (Draft 2020-12), else 0.
+- V = 1 when the object validates against ``taxonomy/answer.schema.json`` (Draft 2020-12) and
+  repeats no key at any depth, else 0 (:attr:`taxonomy.answer.ParsedAnswer.schema_valid`).
+  ``json.loads`` keeps the last of a repeated key silently, so without the key check an object
+  with two ``"actions"`` (or two ``"forward"``) validated and scored as high as the clean one.
 - K = completeness: the fraction of the schema's required fields (description, actions, reasons,
-  justification) present and non-empty (a non-empty string, mapping or list).
+  justification) present and non-empty (a non-empty string or mapping; for ``reasons`` a list,
+  empty included: "no reason applies" is a complete answer, the truthful one for such a clip).
 - C = consistency, exactly R2's (:func:`rewards.action_reasoning.consistency`): reasons that agree
   with the predicted actions and are named by the justification; 0 without reasons.
 - O = the fraction of the answer's characters outside the first JSON object (chatter, a second
@@ -25,14 +29,14 @@ penalties ``w_outside = 0.2, w_repeat = 0.3``. Needs no dataset column.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Mapping
 
 from jsonschema import Draft202012Validator
 
 from rewards.action_reasoning import DEFAULT_LOGIC_SHARE, check_weights, consistency
 from rewards.registry import as_completion_list, log_means, register_reward, score_each
-from taxonomy.answer import ParsedAnswer, answer_schema, parse_answer
+from taxonomy.answer import ParsedAnswer, answer_schema, answer_validator as _answer_validator
+from taxonomy.answer import is_schema_valid, parse_answer
 
 NAME = "structure"
 DEFAULT_W_PARSE = 0.2
@@ -45,22 +49,23 @@ DEFAULT_W_REPEAT = 0.3
 # tail past it is not parsed, yet still counts as text outside the object through the cut.
 DEFAULT_MAX_CHARS = 20_000
 TERMS = ("parse", "valid", "complete", "consistency", "outside", "repeat")
+# The one field whose empty value is an answer: "reasons": [] says that no reason applies.
+EMPTY_LIST_FIELD = "reasons"
 
 
-@lru_cache(maxsize=1)
+# Kept names for callers: the validator and the check live in the parser's module, so that
+# rewards and evaluation judge validity alike.
 def answer_validator() -> Draft202012Validator:
-    """The schema validator, built once (the schema itself is checked on first use)."""
-    schema = answer_schema()
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    """The schema validator, built once (:func:`taxonomy.answer.answer_validator`)."""
+    return _answer_validator()
 
 
 def is_valid(obj: Any) -> bool:
-    """Whether ``obj`` satisfies the answer schema; never raises (pathological objects are invalid)."""
-    try:
-        return answer_validator().is_valid(obj)
-    except RecursionError:
-        return False
+    """Whether ``obj`` satisfies the answer schema; never raises (pathological objects are invalid).
+
+    A decoded object cannot show repeated keys; :attr:`ParsedAnswer.schema_valid` checks both.
+    """
+    return is_schema_valid(obj)
 
 
 def completeness(obj: Any) -> float:
@@ -73,8 +78,10 @@ def completeness(obj: Any) -> float:
         value = obj.get(field)
         if isinstance(value, str):
             filled += bool(value.strip())
-        elif isinstance(value, (Mapping, list)):
+        elif isinstance(value, Mapping):
             filled += bool(value)
+        elif isinstance(value, list):
+            filled += bool(value) or field == EMPTY_LIST_FIELD  # [] says "no reason applies"
     return filled / len(required)
 
 
@@ -87,7 +94,7 @@ def score_components(parsed: ParsedAnswer, text_length: int, logic_share: float)
     objects = max(parsed.json_objects_found, 1)
     return {
         "parse": 1.0,
-        "valid": float(is_valid(parsed.json_object)),
+        "valid": float(parsed.schema_valid),
         "complete": completeness(parsed.json_object),
         "consistency": consistency(parsed, logic_share),
         "outside": min(1.0, outside / max(text_length, 1)),
@@ -132,6 +139,6 @@ def structure_reward(
             - w_repeat * terms["repeat"]
         )
 
-    scores = score_each(NAME, score, completions, 0.0, 1.0)
+    scores = score_each(NAME, score, completions, 0.0, 1.0, log_metric=kwargs.get("log_metric"))
     log_means(kwargs, NAME, parts)
     return scores

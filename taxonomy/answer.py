@@ -8,6 +8,12 @@ exactly what is scored. An answer is a JSON object (``answer.schema.json``)::
 
 When the text holds no JSON object, a tolerant parser looks for the canonical action and reason
 keys and phrases instead, so sloppy output still yields label sets.
+
+Besides the label sets, :class:`ParsedAnswer` records how the answer deviates from the format, so
+that rewards and evaluation read the same facts: keys repeated inside an object (``json.loads``
+keeps the last one silently, so a second ``"actions"`` would go unnoticed), unknown or duplicated
+entries of the label lists, a JSON answer that does not decode (``truncated``), text around the
+object, several objects; and, from these, ``schema_valid`` and ``clean``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from taxonomy.labels import ACTIONS, ACTION_KEYS, REASON_BY_KEY, REASONS, SUPPORTS
+from taxonomy.labels import ACTIONS, ACTION_KEYS, REASON_BY_KEY, REASON_KEYS, REASONS, SUPPORTS, Action
 
 SCHEMA_PATH = Path(__file__).with_name("answer.schema.json")
 
@@ -27,6 +33,27 @@ SCHEMA_PATH = Path(__file__).with_name("answer.schema.json")
 @lru_cache(maxsize=1)
 def answer_schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
+
+
+@lru_cache(maxsize=1)
+def answer_validator():
+    """The schema's Draft 2020-12 validator, built once (the schema itself is checked first).
+
+    jsonschema is imported here, not at module level: reading labels must stay cheap.
+    """
+    from jsonschema import Draft202012Validator
+
+    schema = answer_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def is_schema_valid(obj: Any) -> bool:
+    """Whether ``obj`` satisfies the answer schema; never raises (pathological objects are invalid)."""
+    try:
+        return answer_validator().is_valid(obj)
+    except RecursionError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,13 +127,57 @@ class ParsedAnswer:
     json_object: dict | None = None  # the decoded object, for schema checks
     text_outside_json: str = ""  # characters around the first JSON object (stripped)
     json_objects_found: int = 0  # how many top-level JSON objects the text holds
+    # Format faults (all 0/False for a canonical answer). Counted in the answer object that was
+    # read (the first one, or the fields salvaged from one that does not decode).
+    duplicate_keys: int = 0  # names repeated inside an object, at any depth (json keeps the last)
+    unknown_actions: int = 0  # keys (or list entries) of the actions field that are no action key
+    unknown_reasons: int = 0  # entries of the reasons list that are no reason key (non-strings too)
+    duplicate_reasons: int = 0  # entries of the reasons list that repeat an earlier reason key
+    truncated: bool = False  # a JSON answer that does not decode (cut off): fields were salvaged
 
     @property
     def empty(self) -> bool:
         return not self.actions and not self.reasons
 
+    @property
+    def schema_valid(self) -> bool:
+        """A JSON object was read, repeats no key and satisfies ``answer.schema.json``.
 
-_DECODER = json.JSONDecoder()
+        A repeated key fails: the object then has no single meaning (``json.loads`` keeps the last
+        value silently, while other readers keep the first), which the schema cannot see.
+        """
+        return self.is_json and self.duplicate_keys == 0 and is_schema_valid(self.json_object)
+
+    @property
+    def clean(self) -> bool:
+        """The answer is exactly one schema-valid JSON object: nothing around it, no second one,
+        and its text fields say something (the schema's ``minLength`` counts a lone space)."""
+        return (
+            self.schema_valid
+            and self.json_objects_found == 1
+            and not self.text_outside_json
+            and all(text.strip() for text in (self.description, self.justification))
+        )
+
+
+class _RepeatedKeyCounter:
+    """A json ``object_pairs_hook`` that builds objects as ``json.loads`` does (the last value of a
+    repeated name wins) and counts the repeated names that ``json.loads`` drops silently."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict:
+        obj = dict(pairs)
+        self.count += len(pairs) - len(obj)
+        return obj
+
+
+def _counting_decoder() -> tuple[json.JSONDecoder, _RepeatedKeyCounter]:
+    """A decoder and the counter of the repeated keys it meets (one pair per parse: no shared state)."""
+    counter = _RepeatedKeyCounter()
+    return json.JSONDecoder(object_pairs_hook=counter), counter
+
 # Matching is on lower-cased text with runs of whitespace, "_", "-" folded to one space, so that
 # "road_clear", "road clear" and "Road-Clear" all match.
 _FOLD = re.compile(r"[\s_\-]+")
@@ -121,24 +192,44 @@ def _fold(text: str) -> str:
 ANSWER_FIELDS = ("description", "actions", "reasons", "justification")
 
 
-def _json_objects(text: str, limit: int = 8) -> list[tuple[int, int, Any]]:
-    """JSON answer objects in the text as (start, end, value), at most ``limit``."""
+def _json_objects(text: str, limit: int = 8) -> list[tuple[int, int, Any, int]]:
+    """JSON answer objects in the text as (start, end, value, repeated keys), at most ``limit``."""
+    decoder, repeated = _counting_decoder()
     found, pos = [], 0
     while len(found) < limit:
         start = text.find("{", pos)
         if start < 0:
             break
+        repeated.count = 0  # count the keys of this object only
         try:
-            value, end = _DECODER.raw_decode(text, start)
+            value, end = decoder.raw_decode(text, start)
         except (json.JSONDecodeError, RecursionError):
             pos = start + 1
             continue
         if isinstance(value, dict) and any(k in value for k in ANSWER_FIELDS):
-            found.append((start, end, value))
+            found.append((start, end, value, repeated.count))
             pos = end
         else:
             pos = start + 1
     return found
+
+
+def _list_faults(entries: list, vocabulary: tuple[str, ...]) -> tuple[int, int]:
+    """(unknown, duplicate): entries that are not keys of ``vocabulary``, and keys listed again."""
+    known = [v for v in entries if isinstance(v, str) and v in vocabulary]
+    return len(entries) - len(known), len(known) - len(set(known))
+
+
+def _field_faults(value: Any, vocabulary: tuple[str, ...]) -> tuple[int, int]:
+    """(unknown, duplicate) keys of a JSON label field given as {key: bool} or a list of keys.
+
+    Free text has no keys to count (the schema rejects it anyway): (0, 0).
+    """
+    if isinstance(value, dict):
+        return _list_faults(list(value), vocabulary)
+    if isinstance(value, list):
+        return _list_faults(value, vocabulary)
+    return 0, 0
 
 
 def _as_key_set(value: Any, vocabulary: tuple[str, ...]) -> set[str]:
@@ -169,11 +260,46 @@ def _phrases_in(text: str, vocabulary: tuple[str, ...]) -> set[str]:
     return {key for key, pattern in _patterns(vocabulary) if pattern.search(folded)}
 
 
-_NEGATED_ACTION = re.compile(r"(?:cannot|can't|can not|not|no)\s+(move forward|turn left|turn right)")
+# Negations, as whole words of folded text: "not" (do not, should not, can not), "no", "never",
+# "cannot" and the contractions ("don't", "can't", "shouldn't", straight or curly apostrophe).
+_NEGATION = r"(?:not|no|never|cannot|cant|dont|[a-z]+n['\u2019]t)"
+# Words that may stand between a negation and the action it negates: "not allowed to turn left",
+# "don't go forward", "it is not possible to stop". Bounded, so that a negation far away does not
+# reach an action.
+_NEGATION_FILLER = r"(?:(?:be|able|allowed|permitted|possible|safe|to|go|going|try|trying)\s+){0,4}"
+# The -ing form of the verbs that start the action phrases of taxonomy.labels ("no turning left").
+_GERUNDS = {"move": "moving", "turn": "turning", "stop": "stopping", "slow": "slowing"}
+
+
+def _action_spellings(action: Action) -> set[str]:
+    """Folded ways free text names an action: key, phrase, each "/" alternative of the phrase
+    ("stop", "slow down"), their -ing forms ("stopping"), and "left turn" for "turn left"."""
+    forms = {action.key, action.phrase, *action.phrase.split("/")}
+    for form in list(forms):
+        verb, _, rest = form.partition(" ")
+        if verb in _GERUNDS:
+            forms.add(f"{_GERUNDS[verb]} {rest}".strip())
+        if verb == "turn" and rest:
+            forms.add(f"{rest} turn")
+    return {_fold(form) for form in forms}
+
+
+def _negated_action_pattern() -> re.Pattern:
+    """A negation, optional filler and an action, plus actions joined to it by "or"/"nor"
+    ("cannot turn left or right"): the span to drop before looking for the actions named."""
+    spellings = set().union(*(_action_spellings(a) for a in ACTIONS))
+    action = "(?:" + "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True)) + ")"
+    return re.compile(
+        rf"(?<![a-z0-9]){_NEGATION}\s+{_NEGATION_FILLER}{action}(?:\s+(?:or|nor)\s+{action})*(?![a-z0-9])"
+    )
+
+
+_NEGATED_ACTION = _negated_action_pattern()
 
 
 def _text_actions(text: str) -> set[str]:
-    """Actions named in free text, ignoring negated mentions ("cannot turn left")."""
+    """Actions named in free text, ignoring negated mentions ("cannot turn left", "do not stop",
+    "no turning left", "don't move forward")."""
     # Remove reason phrases first: "the traffic light allows turning left" is not the action.
     folded = _fold(text)
     for _, pattern in _patterns(tuple(r.key for r in REASONS)):
@@ -198,11 +324,15 @@ def _salvage_json_fields(text: str) -> ParsedAnswer | None:
     """
     actions: set[str] = set()
     reasons: set[str] = set()
+    unknown_actions = unknown_reasons = duplicate_reasons = 0
+    decoder, repeated = _counting_decoder()
     found = False
     match = _SALVAGE_ACTIONS.search(text)
     if match:
         try:
-            actions = _as_key_set(json.loads(match.group(1)), ACTION_KEYS)
+            actions_field = decoder.decode(match.group(1))
+            actions = _as_key_set(actions_field, ACTION_KEYS)
+            unknown_actions = _field_faults(actions_field, ACTION_KEYS)[0]
             found = True
         except json.JSONDecodeError:
             pass
@@ -210,6 +340,7 @@ def _salvage_json_fields(text: str) -> ParsedAnswer | None:
     if match:
         listed = _QUOTED.findall(match.group(1))
         reasons = {r for r in listed if r in REASON_BY_KEY}
+        unknown_reasons, duplicate_reasons = _list_faults(listed, REASON_KEYS)
         found = True
     strings = {}
     for name, pattern in _SALVAGE_STRING.items():
@@ -228,6 +359,11 @@ def _salvage_json_fields(text: str) -> ParsedAnswer | None:
         description=strings.get("description", ""),
         justification=strings.get("justification", ""),
         text_outside_json=text,
+        duplicate_keys=repeated.count,
+        unknown_actions=unknown_actions,
+        unknown_reasons=unknown_reasons,
+        duplicate_reasons=duplicate_reasons,
+        truncated=True,
     )
 
 
@@ -236,8 +372,10 @@ def parse_answer(text: Any, max_chars: int = 20_000) -> ParsedAnswer:
 
     JSON first: the first JSON object with an answer field is read by its fields. A JSON answer
     that does not decode (cut off at the length limit) gives its complete fields (``is_json``
-    False). Otherwise the canonical keys and phrases of actions and reasons are searched for in
-    the text.
+    False, ``truncated`` True). Otherwise the canonical keys and phrases of actions and reasons
+    are searched for in the text (negated actions, "do not stop", do not count).
+    The format faults (repeated keys, unknown or duplicated label entries) are counted in the
+    object read; ``schema_valid`` and ``clean`` sum them up.
     ``max_chars`` bounds the work on runaway generations.
     """
     if not isinstance(text, str):
@@ -245,9 +383,10 @@ def parse_answer(text: Any, max_chars: int = 20_000) -> ParsedAnswer:
     text = text[:max_chars].strip()
     objects = _json_objects(text)
     if objects:
-        start, end, obj = objects[0]
+        start, end, obj, duplicate_keys = objects[0]
         description = obj.get("description")
         justification = obj.get("justification")
+        unknown_reasons, duplicate_reasons = _field_faults(obj.get("reasons"), REASON_KEYS)
         return ParsedAnswer(
             actions=_as_key_set(obj.get("actions"), ACTION_KEYS),
             reasons=_as_key_set(obj.get("reasons"), tuple(REASON_BY_KEY)),
@@ -257,6 +396,10 @@ def parse_answer(text: Any, max_chars: int = 20_000) -> ParsedAnswer:
             json_object=obj,
             text_outside_json=(text[:start] + text[end:]).strip(),
             json_objects_found=len(objects),
+            duplicate_keys=duplicate_keys,
+            unknown_actions=_field_faults(obj.get("actions"), ACTION_KEYS)[0],
+            unknown_reasons=unknown_reasons,
+            duplicate_reasons=duplicate_reasons,
         )
     # A JSON answer that does not decode (cut off): read its complete fields, not its words.
     salvaged = _salvage_json_fields(text)

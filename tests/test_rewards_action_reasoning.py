@@ -1,4 +1,8 @@
-"""R2 (rewards.action_reasoning): hand-computed values, gaming attempts, garbage never raises."""
+"""R2 (rewards.action_reasoning): hand-computed values, gaming attempts, garbage never raises.
+
+"Never raises" is not enough: score_each turns a scorer's exception into the floor score, so the
+robustness tests also check that no scorer failed (rewards.registry.failure_counts).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards import build_reward
-from rewards.action_reasoning import action_reasoning_reward, consistency, set_f1
+from rewards.action_reasoning import NAME, action_reasoning_reward, consistency, set_f1
+from rewards.registry import failure_counts, reset_failure_counts
 from taxonomy.answer import format_answer, format_text_answer, parse_answer
 from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
 
@@ -34,6 +39,16 @@ PATHOLOGICAL = [
     12345,
     b"bytes",
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_failure_counts():
+    reset_failure_counts()
+
+
+def assert_no_scorer_failures():
+    """A failing scorer scores the floor: a bounded (or minimal) score alone does not prove it ran."""
+    assert failure_counts().get(NAME, 0) == 0, f"the {NAME} scorer raised: {failure_counts()}"
 
 
 def truth_columns(actions, reasons, n=1):
@@ -111,17 +126,68 @@ def test_listing_every_class_scores_lower_than_the_truth():
 @pytest.mark.parametrize("garbage", ["", "   ", "I cannot tell.", "{}", '{"description": "a road"}', None])
 def test_empty_or_unparseable_answers_get_the_minimum(garbage):
     assert r2([garbage], ["forward"], []) == [0.0]
+    assert_no_scorer_failures()
 
 
-def test_sloppy_but_readable_answers_still_score():
+def test_sloppy_but_readable_answers_still_score_below_the_clean_answer():
     actions, reasons = ["left"], ["on_left_turn_lane"]
     text = format_text_answer("A turn lane.", actions, reasons)
     exact = format_answer("A turn lane.", actions, reasons)
     chatty = "Sure! Here is my answer:\n```json\n" + exact + "\n```"
     scores = r2([" " + exact, text, chatty], actions, reasons)
-    assert scores[0] == pytest.approx(1.0)
-    assert scores[2] == pytest.approx(1.0)  # R2 judges content; R3 judges the chatter
-    assert scores[1] == pytest.approx(1.0)  # the text answer names its reasons in its own text
+    assert scores[0] == pytest.approx(1.0)  # surrounding whitespace is not text outside
+    # right labels, fully named (the text answer names its reasons in its own text): all but the
+    # format factor, 1 - w_format
+    assert scores[1] == pytest.approx(1.0 - 0.2)
+    assert scores[2] == pytest.approx(1.0 - 0.2)
+
+
+def test_the_format_factor_by_hand():
+    actions, reasons = ["stop"], ["obstacle_car"]
+    text = format_text_answer("A car ahead.", actions, reasons)
+    assert r2([text], actions, reasons, w_format=0.0) == [pytest.approx(1.0)]
+    assert r2([text], actions, reasons, w_format=0.5) == [pytest.approx(0.5)]
+    assert r2([text], actions, reasons, w_format=1.0) == [0.0]
+    # the factor scales the label score: wrong labels in the wrong form lose both ways
+    wrong = format_text_answer("A car ahead.", ["forward"], ["obstacle_car"])  # actions F1 0, C 1/2
+    assert r2([wrong], actions, reasons) == [pytest.approx((0.4 * 1 + 0.2 * 0.5) * 0.8)]
+    with pytest.raises(ValueError, match="w_format"):
+        r2([text], actions, reasons, w_format=1.5)
+    with pytest.raises(ValueError, match="w_format"):
+        r2([text], actions, reasons, w_format=-0.1)
+
+
+@pytest.mark.parametrize(
+    "gamed",
+    [
+        "duplicated_reason",
+        "invented_reason",
+        "repeated_actions_key",
+        "repeated_nested_key",
+    ],
+)
+def test_padded_or_repeated_keys_cost_the_format_factor(gamed):
+    actions, reasons = ["stop"], ["obstacle_car", "stop_traffic_light"]
+    answer = format_answer("A red light.", actions, reasons)
+    variants = {
+        "duplicated_reason": with_field(answer, reasons=reasons + ["obstacle_car"]),
+        "invented_reason": with_field(answer, reasons=reasons + ["red_light_nearby"]),
+        "repeated_actions_key": answer.replace('"actions": ', '"actions": {"forward": true}, "actions": ', 1),
+        "repeated_nested_key": answer.replace('"stop": true', '"stop": false, "stop": true', 1),
+    }
+    # the same label sets are read, fully named and consistent: only the format factor differs
+    assert parse_answer(variants[gamed]).reasons == set(reasons)
+    assert r2([answer, variants[gamed]], actions, reasons) == [pytest.approx(1.0), pytest.approx(0.8)]
+
+
+def test_a_cut_off_answer_gets_no_credit_for_a_justification_it_lost():
+    actions, reasons = ["stop"], ["obstacle_car", "stop_traffic_light"]
+    answer = format_answer("A red light.", actions, reasons)
+    cut = answer[: answer.index('"justification"') + len('"justification": "Sto')]
+    # actions and reasons are complete; the justification was cut, so nothing is named: C = 1/2
+    assert r2([cut], actions, reasons) == [pytest.approx((0.4 + 0.4 + 0.2 * 0.5) * 0.8)]
+    # cut after the justification (only the closing brace lost): all named, only the factor lost
+    assert r2([answer[:-1]], actions, reasons) == [pytest.approx(0.8)]
 
 
 def test_conversational_and_string_completions_score_the_same():
@@ -167,6 +233,8 @@ def test_trl_call_signature_and_component_logging():
     assert scores == [pytest.approx(1.0), 0.0]
     assert logged["action_reasoning/actions_f1"] == pytest.approx(0.5)
     assert logged["action_reasoning/consistency"] == pytest.approx(0.5)
+    assert logged["action_reasoning/format"] == pytest.approx(0.5)
+    assert logged["action_reasoning/failures"] == 0.0
 
 
 def test_missing_or_malformed_truth_is_a_clear_configuration_error():
@@ -187,6 +255,7 @@ def test_missing_or_malformed_truth_is_a_clear_configuration_error():
 def test_pathological_outputs_never_raise(garbage):
     scores = r2([garbage], ["forward"], ["road_clear"])
     assert len(scores) == 1 and 0.0 <= scores[0] <= 1.0
+    assert_no_scorer_failures()
 
 
 FIELDS = st.sampled_from(["description", "actions", "reasons", "justification", "x"])
@@ -202,6 +271,7 @@ json_values = st.recursive(
 def test_arbitrary_text_gives_a_bounded_reward(text):
     [score] = r2([text], ["stop"], ["obstacle_car"])
     assert 0.0 <= score <= 1.0
+    assert_no_scorer_failures()
 
 
 @PROPERTY
@@ -209,6 +279,7 @@ def test_arbitrary_text_gives_a_bounded_reward(text):
 def test_arbitrary_json_objects_give_a_bounded_reward(obj):
     [score] = r2([json.dumps(obj)], ["stop"], ["obstacle_car"])
     assert 0.0 <= score <= 1.0
+    assert_no_scorer_failures()
 
 
 @PROPERTY
@@ -216,3 +287,4 @@ def test_arbitrary_json_objects_give_a_bounded_reward(obj):
 def test_arbitrary_completion_structures_give_a_bounded_reward(completion):
     [score] = r2([completion], ["stop"], ["obstacle_car"])
     assert 0.0 <= score <= 1.0
+    assert_no_scorer_failures()

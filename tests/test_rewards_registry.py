@@ -102,3 +102,73 @@ def test_registering_a_new_reward_makes_it_resolvable(monkeypatch):
 )
 def test_completion_text_reads_every_completion_form(completion, text):
     assert completion_text(completion) == text
+
+
+# --- scorer failures are counted, logged and reported, not only floored ----------------------
+
+
+@pytest.fixture
+def fresh_failures(monkeypatch):
+    """Empty failure counts and log budget, restored afterwards (other tests' counts stay apart)."""
+    monkeypatch.setattr(registry, "_failure_counts", {})
+    monkeypatch.setattr(registry, "_failures_logged", {})
+
+
+def failing_scorer(i: int, text: str) -> float:
+    if text == "boom":
+        raise RuntimeError("scorer bug")
+    return 0.5
+
+
+def test_score_each_counts_every_failure_per_reward_and_scores_the_floor(fresh_failures):
+    scores = registry.score_each("test_fails", failing_scorer, ["ok", "boom", "boom"], -1.0, 1.0)
+    assert scores == [0.5, -1.0, -1.0]
+    registry.score_each("test_fails_too", failing_scorer, ["boom"], 0.0, 1.0)
+    assert registry.failure_counts() == {"test_fails": 2, "test_fails_too": 1}
+    registry.failure_counts()["test_fails"] = 0  # a copy: callers cannot change the counts
+    assert registry.failure_counts()["test_fails"] == 2
+    registry.reset_failure_counts()
+    assert registry.failure_counts() == {}
+
+
+def test_score_each_reports_failures_through_trl_log_metric(fresh_failures):
+    logged = []
+    registry.score_each("test_fails", failing_scorer, ["boom", "ok", "boom"], 0.0, 1.0,
+                        log_metric=lambda name, value: logged.append((name, value)))
+    registry.score_each("test_fails", failing_scorer, ["ok"], 0.0, 1.0,
+                        log_metric=lambda name, value: logged.append((name, value)))
+    assert logged == [("test_fails/failures", 2.0), ("test_fails/failures", 0.0)]  # per batch
+
+    def broken_log_metric(name, value):
+        raise RuntimeError("logging is down")
+
+    # a broken logger does not break scoring
+    assert registry.score_each("test_fails", failing_scorer, ["ok"], 0.0, 1.0, log_metric=broken_log_metric) == [0.5]
+
+
+def test_score_each_logs_the_first_failures_with_their_traceback(fresh_failures, caplog):
+    many = ["boom"] * (registry.MAX_LOGGED_FAILURES + 3)
+    with caplog.at_level("ERROR", logger=registry.__name__):
+        registry.score_each("test_fails", failing_scorer, many, 0.0, 1.0)
+    records = [r for r in caplog.records if "test_fails" in r.getMessage()]
+    assert len(records) == registry.MAX_LOGGED_FAILURES
+    assert all(r.exc_info and "scorer bug" in str(r.exc_info[1]) for r in records)
+    assert registry.failure_counts()["test_fails"] == len(many)  # counted beyond the logged ones
+
+
+def test_a_registered_reward_that_raises_is_counted_under_its_name(fresh_failures, monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @register_reward("test_raising")
+    def raising_reward(completions, **kwargs):
+        def score(i, text):
+            raise ValueError("bad scorer")
+
+        return registry.score_each("test_raising", score, completions, 0.0, 1.0,
+                                   log_metric=kwargs.get("log_metric"))
+
+    logged = {}
+    configured = build_reward("test_raising")
+    assert configured(["a", "b"], log_metric=lambda n, v: logged.__setitem__(n, v)) == [0.0, 0.0]
+    assert registry.failure_counts() == {"test_raising": 2}
+    assert logged == {"test_raising/failures": 2.0}

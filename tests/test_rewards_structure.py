@@ -1,4 +1,8 @@
-"""R3 (rewards.structure): graded structure score, hand-computed terms, garbage never raises."""
+"""R3 (rewards.structure): graded structure score, hand-computed terms, garbage never raises.
+
+"Never raises" is not enough: score_each turns a scorer's exception into the floor score, so the
+robustness tests also check that no scorer failed (rewards.registry.failure_counts).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards import build_reward
-from rewards.structure import completeness, is_valid, structure_reward
-from taxonomy.answer import format_answer, format_text_answer
+from rewards.registry import failure_counts, reset_failure_counts
+from rewards.structure import NAME, completeness, is_valid, structure_reward
+from taxonomy.answer import format_answer, format_text_answer, parse_answer
 
 PROPERTY = settings(max_examples=40, deadline=None)
 ANSWER = format_answer("A red light ahead.", ["stop"], ["stop_traffic_light", "obstacle_car"])
@@ -27,6 +32,16 @@ PATHOLOGICAL = [
     [{"role": "assistant", "content": [{"type": "text", "text": ANSWER}, {"type": "text", "text": None}]}],
     12.5,
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_failure_counts():
+    reset_failure_counts()
+
+
+def assert_no_scorer_failures():
+    """A failing scorer scores the floor: a bounded score alone does not prove it ran."""
+    assert failure_counts().get(NAME, 0) == 0, f"the {NAME} scorer raised: {failure_counts()}"
 
 
 def with_field(answer: str, **fields) -> str:
@@ -69,6 +84,31 @@ def test_scores_are_graded_from_clean_to_garbage():
     text = format_text_answer("A red light ahead.", ["stop"], ["stop_traffic_light"])
     scores = structure_reward([ANSWER, chatty, ANSWER * 2, partial, text, ""])
     assert scores[0] > scores[1] > scores[2] > scores[3] > scores[4] == scores[5] == 0.0
+    assert_no_scorer_failures()  # the zeros are scored, not failures
+
+
+@pytest.mark.parametrize(
+    "repeated",
+    [
+        ANSWER.replace('"actions": ', '"actions": {"forward": true}, "actions": ', 1),  # top level
+        ANSWER.replace('"forward": false', '"forward": true, "forward": false', 1),  # nested
+        ANSWER.replace('"reasons": ', '"reasons": [], "reasons": ', 1),
+    ],
+)
+def test_a_repeated_key_is_not_valid(repeated):
+    # json.loads keeps the last value, so the decoded object is the canonical one and validates;
+    # the repeated key still makes the answer invalid
+    assert parse_answer(repeated).json_object == json.loads(ANSWER)
+    assert is_valid(parse_answer(repeated).json_object)
+    assert structure_reward([repeated]) == [pytest.approx(1.0 - 0.3)]
+
+
+def test_no_reasons_is_a_complete_answer():
+    no_reasons = format_answer("An empty road.", ["forward"], [])
+    assert completeness(json.loads(no_reasons)) == 1.0
+    # complete and valid; no reasons means no consistency credit
+    assert structure_reward([no_reasons]) == [pytest.approx(1.0 - 0.2)]
+    assert completeness({"description": "d", "actions": {}, "reasons": [], "justification": "j"}) == 0.75
 
 
 def test_inconsistent_reasons_lower_the_score():
@@ -93,12 +133,14 @@ def test_component_means_are_logged():
     structure_reward([ANSWER, "junk"], log_metric=lambda name, value: logged.__setitem__(name, value))
     assert logged["structure/parse"] == pytest.approx(0.5)
     assert logged["structure/outside"] == pytest.approx(0.5)
+    assert logged["structure/failures"] == 0.0
 
 
 @pytest.mark.parametrize("garbage", PATHOLOGICAL, ids=range(len(PATHOLOGICAL)))
 def test_pathological_outputs_never_raise(garbage):
     [score] = structure_reward([garbage])
     assert 0.0 <= score <= 1.0
+    assert_no_scorer_failures()
 
 
 json_values = st.recursive(
@@ -113,6 +155,7 @@ json_values = st.recursive(
 def test_arbitrary_text_gives_a_bounded_reward(text):
     [score] = structure_reward([text])
     assert 0.0 <= score <= 1.0
+    assert_no_scorer_failures()
 
 
 @PROPERTY
@@ -120,3 +163,4 @@ def test_arbitrary_text_gives_a_bounded_reward(text):
 def test_arbitrary_json_objects_give_a_bounded_reward(obj):
     [score] = structure_reward([json.dumps(obj)])
     assert 0.0 <= score <= 1.0
+    assert_no_scorer_failures()

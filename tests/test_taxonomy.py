@@ -125,3 +125,121 @@ def test_nested_object_alone_is_not_an_answer():
     parsed = answer.parse_answer('{"description": "x", "actions": {"forward": true, "stop": false}, "rea')
     assert not parsed.is_json
     assert parsed.actions == {"forward"}
+
+
+# --- negated actions in plain text ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, actions",
+    [
+        ("Actions: do not stop, move forward", {"forward"}),
+        ("Don't turn left; turn right.", {"right"}),
+        ("The car should not move forward. Stop.", {"stop"}),
+        ("We cannot turn right, so stop/slow down.", {"stop"}),
+        ("No turning left here; go forward.", {"forward"}),
+        ("No left turn, turn right.", {"right"}),
+        ("do not stop/slow down", set()),  # the stop phrase of taxonomy.labels
+        ("shouldn't slow down, move forward", {"forward"}),  # its other half
+        ("no stopping: move forward", {"forward"}),
+        ("cannot turn left or right; stop", {"stop"}),  # "or" carries the negation
+        ("Never move forward here, stop.", {"stop"}),
+        ("It is not possible to turn left.", set()),
+        ("You are not allowed to turn right.", set()),
+        ("can\u2019t turn left (curly apostrophe)", set()),
+        ("Stop and do not turn left.", {"stop"}),  # a negation reaches only its own action
+        ("Do not stop, turn left.", {"left"}),  # "," ends it
+        ("Turn left.", {"left"}),
+    ],
+)
+def test_negated_actions_are_not_read_as_actions(text, actions):
+    assert answer.parse_answer(text).actions == actions
+
+
+def test_every_action_phrase_can_be_negated():
+    for action in labels.ACTIONS:
+        for negation in ("do not", "don't", "cannot", "should not", "never"):
+            text = f"{negation} {action.phrase}"
+            assert answer.parse_answer(text).actions == set(), text
+
+
+# --- format faults recorded by the parser -------------------------------------------------------
+
+CANONICAL = answer.format_answer("A red light.", ["stop"], ["stop_traffic_light", "obstacle_car"])
+
+
+def faults(parsed: answer.ParsedAnswer) -> dict:
+    return {
+        "duplicate_keys": parsed.duplicate_keys,
+        "unknown_actions": parsed.unknown_actions,
+        "unknown_reasons": parsed.unknown_reasons,
+        "duplicate_reasons": parsed.duplicate_reasons,
+        "truncated": parsed.truncated,
+    }
+
+
+NO_FAULTS = {"duplicate_keys": 0, "unknown_actions": 0, "unknown_reasons": 0, "duplicate_reasons": 0,
+             "truncated": False}
+
+
+def edited(**fields) -> str:
+    return json.dumps({**json.loads(CANONICAL), **fields})
+
+
+def test_the_canonical_answer_is_clean():
+    parsed = answer.parse_answer(" " + CANONICAL + "\n")
+    assert faults(parsed) == NO_FAULTS
+    assert parsed.schema_valid and parsed.clean
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # repeated keys at any depth (json.loads keeps the last, silently)
+        (CANONICAL.replace('"actions": ', '"actions": {"forward": true}, "actions": ', 1), {"duplicate_keys": 1}),
+        (CANONICAL.replace('"stop": true', '"stop": false, "stop": true, "stop": true', 1), {"duplicate_keys": 2}),
+        (CANONICAL.replace('"actions": ', '"actions": {"left": true, "left": true}, "actions": ', 1),
+         {"duplicate_keys": 2}),  # the dropped object's own repeat counts too
+        # label lists off the vocabulary
+        (edited(reasons=["obstacle_car", "obstacle_car", "stop_traffic_light"]), {"duplicate_reasons": 1}),
+        (edited(reasons=["obstacle_car", "made_up", 3, None]), {"unknown_reasons": 3}),
+        (edited(actions={"forward": False, "stop": True, "left": False, "right": False, "reverse": True}),
+         {"unknown_actions": 1}),
+        (edited(actions=["stop", "hover"]), {"unknown_actions": 1}),
+    ],
+)
+def test_format_faults_are_counted(text, expected):
+    parsed = answer.parse_answer(text)
+    assert faults(parsed) == {**NO_FAULTS, **expected}
+    assert parsed.is_json and not parsed.schema_valid and not parsed.clean
+    assert parsed.reasons <= {"obstacle_car", "stop_traffic_light"}  # unknown entries are not read
+
+
+def test_a_cut_off_answer_is_truncated_and_its_lists_are_checked():
+    text = edited(reasons=["obstacle_car", "obstacle_car", "nope"])
+    parsed = answer.parse_answer(text[: text.index('"justification"')])
+    assert parsed.truncated and not parsed.is_json and not parsed.clean
+    assert (parsed.duplicate_reasons, parsed.unknown_reasons) == (1, 1)
+    assert parsed.justification == ""  # cut before it: nothing salvaged
+    cut_in_actions = answer.parse_answer(CANONICAL.replace('"stop": true', '"stop": true, "stop": true')[:-1])
+    assert cut_in_actions.truncated and cut_in_actions.duplicate_keys == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sure: " + CANONICAL,
+        CANONICAL + CANONICAL,
+        "```json\n" + CANONICAL + "\n```",
+        edited(justification="  "),  # schema-valid (minLength counts spaces), yet says nothing
+        edited(description=""),
+    ],
+)
+def test_clean_means_one_valid_object_and_nothing_else(text):
+    parsed = answer.parse_answer(text)
+    assert parsed.is_json and not parsed.clean
+
+
+def test_plain_text_is_neither_truncated_nor_clean():
+    parsed = answer.parse_answer(answer.format_text_answer("A road.", ["forward"], ["road_clear"]))
+    assert not parsed.truncated and not parsed.schema_valid and not parsed.clean
