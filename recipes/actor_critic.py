@@ -1,74 +1,54 @@
 """Stage-1 actor-critic: PPO with a token-level critic, built on TRL 1.16's GRPOTrainer.
 
-This is the project's only trainer subclass. It reads against the equations below, in the style
-of CleanRL's single-file ``ppo.py`` (GAE loop, clipped policy loss, clipped value loss, vf_coef).
+The equations (1)-(8) and their pure functions live in :mod:`recipes.ppo_math`; this module is
+the glue that feeds them from TRL's generation and loss passes. The project's only trainer
+subclass.
 
-Episode. One completion o = (o_0, ..., o_{n-1}) of the policy pi_theta is one episode. The state
-before token k is s_k = (frames, prompt, o_{<k}); the action is o_k. The episode ends after the
-last generated token (end of turn, or the length cap: no token follows either way, and the reward
-is assessed on that text), so the value after it is 0.
-
-    (1) reward        r_k = w_tok * r^tok_k + w_seq * [k = n-1] * R(o)
-                      r^tok_k: dense rewards from ``token_reward_fn``; for CLIP alignment the
-                      increments r^tok_k = R1(T_k) - R1(T_{k-1}) over description prefixes T_k
-                      (every token, or only tokens that end a word: token_reward_granularity).
-                      R(o): TRL's sequence reward, sum_i reward_weights_i * reward_func_i(o).
-    (2) value         V_k = V_phi(s_k) = MLP(h_k),  h_k = the policy's last hidden state at the
-                      position that predicts o_k (the body is shared: no second transformer).
-    (3) TD error      delta_k = r_k + gamma * V_{k+1} - V_k,            V_n = 0
-    (4) GAE           A_k = delta_k + gamma * lambda * A_{k+1},          A_n = 0
-                      G_k = A_k + V_k                                    (returns: value targets)
-    (5) normalise     A^_k = (A_k - mean(A)) / (std(A) + eps)   over the micro-batch's real tokens
-                      (optional: normalize_advantages)
-    (6) policy loss   rho_k = pi_theta(o_k|s_k) / pi_old(o_k|s_k)
-                      L_pi = -mean_k min(rho_k A^_k, clip(rho_k, 1 - eps_lo, 1 + eps_hi) A^_k)
-                      (TRL's clipped surrogate, aggregated by its ``loss_type``)
-    (7) value loss    V^clip_k = V_old,k + clip(V_k - V_old,k, -eps_V, +eps_V)
-                      L_V = 1/2 mean_k max((V_k - G_k)^2, (V^clip_k - G_k)^2)     (eps_V: value_clip)
-                      (mean over the micro-batch's real tokens)
-    (8) total         L = L_pi + c_V * L_V  (+ TRL's beta KL and entropy terms when configured)
-
-Advantages and returns use V_old, the values at generation time (CleanRL computes them once per
-rollout). Generation and update alignment decides where V_old comes from, exactly as TRL decides
-for pi_old: when each generated batch is used in one optimizer step (num_iterations = 1 and
-steps_per_generation dividing gradient_accumulation_steps, TRL's default), the weights have not
-moved between generation and the loss, so V_old = V_theta detached at loss time. Otherwise TRL
-runs a no-grad forward pass at generation time for ``old_per_token_logps``; V_old is read from the
-hidden states of that same pass and travels with the batch as ``old_values``. Either way the
-critic costs no extra forward pass of the body.
-
-Where the numbers come from inside TRL 1.16:
+What it reads from TRL, and where:
 - GRPOTrainer replaces the model's forward by a fused log-prob head that returns neither logits
   nor hidden states. A forward hook on the policy's backbone (``model.base_model``, the
   Idefics3Model) stores the last hidden state of that same forward pass; the states of the
-  completion tokens are ``hidden[:, -(T+1):-1]`` (T = logits_to_keep), the positions the fused
-  head scores (it reads ``hidden[:, :-1]`` against ``labels[:, 1:]``).
+  completion tokens are ``hidden[:, -(T+1):-1]`` (``ppo_math.completion_states``).
 - TRL's ``_compute_loss`` runs the forward, then reads ``inputs["advantages"]`` and accepts
   (B, T) advantages. We hand it a copy of the batch and fill its "advantages" with (4)-(5) right
-  after the forward (in ``_get_per_token_logps_and_entropies``), so the policy term is TRL's own
-  code fed with GAE advantages from the very forward pass that produced the log-probs.
-- The (B, T) ``token_rewards`` (and ``old_values``) put in the generated batch are shuffled and
-  split with it by TRL (``shuffle_sequence_dict``/``split_tensor_dict`` handle any (B, ...) tensor).
+  after the forward, so the policy term is TRL's own code fed with GAE advantages from the very
+  forward pass that produced the log-probs.
+- The (B, T) ``token_rewards``, ``span_mask`` (and ``old_values``) put in the generated batch are
+  shuffled and split with it by TRL (``shuffle_sequence_dict``/``split_tensor_dict`` take any
+  (B, ...) tensor).
+
+TRL and transformers internals overridden (each has a test in tests/test_actor_critic.py that
+fails loudly when its signature changes: :data:`TRL_OVERRIDES`):
+``_calculate_rewards`` (keeps the per-function rewards of the rollout), ``_generate_and_score_completions``
+(adds r_k, the span mask and V_old to the batch), ``_get_per_token_logps_and_entropies`` (captures
+the hidden states; fills (4)-(5)), ``_compute_loss`` (adds (7)), ``create_optimizer`` (the head's
+param group), ``training_step`` (averages the head's gradients over processes), ``_clip_grad_norm``
+(clips the head on its own), ``save_model`` / ``_load_from_checkpoint`` / ``_load_best_model``
+(the head's file). The head's gradients are cleared after every optimizer step by a
+``TrainerCallback`` (the Trainer zeroes only the model's).
+
+V_old. Advantages and returns use the values at generation time (CleanRL computes them once per
+rollout). When each generated batch is used in one optimizer step (num_iterations = 1 and
+steps_per_generation dividing gradient_accumulation_steps, TRL's default) the weights have not
+moved, so V_old = V_theta detached at loss time. Otherwise V_old is read from the hidden states of
+TRL's no-grad pi_old pass at generation time and travels with the batch. Either way the critic
+costs no extra forward pass of the body.
 
 The value head is a separate ``nn.Module`` held by the trainer (not a submodule of the model), so
 the saved model folder is exactly what ``AutoModelForImageTextToText.from_pretrained`` loads; the
-head is written beside it as ``value_head.safetensors`` (checkpoints and ``save_model``) and
-restored on resume. Its parameters are one extra optimizer param group with their own learning
-rate; their gradients are clipped on their own (a fresh head's large early gradients must not
-shrink the policy's step through a joint norm) and, with several processes, averaged across them
-once per optimizer step by an all-reduce (DDP wraps the policy only). Why not inside DDP: as a
-submodule of the model the head would be saved into the model's weights, and DDP with
-find_unused_parameters (TRL turns it on for VLMs) marks parameters the forward's outputs do not
-reach as unused, then fails on their late gradients; a DDP of its own would all-reduce on every
-micro-batch. The head is initialised from ``seed`` on every process, so all start equal. Checked
-with 2 gloo processes (torchrun, CPU); DeepSpeed and FSDP are not supported.
+head is written beside it as ``value_head.safetensors`` and restored on resume. Its parameters are
+one extra optimizer param group with their own learning rate; their gradients are clipped on their
+own (a fresh head's large early gradients must not shrink the policy's step through a joint norm)
+and, with several processes, averaged across them once per optimizer step (DDP wraps the policy
+only: inside the model the head would be saved into its weights, and DDP with
+find_unused_parameters, which TRL turns on for VLMs, fails on its late gradients). Checked with 2
+gloo processes; DeepSpeed and FSDP are not supported.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,24 +56,54 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+
+from recipes.ppo_math import (
+    ValueHead,
+    clipped_value_loss,
+    completion_states,
+    explained_variance,
+    gae,
+    last_index,
+    masked_mean,
+    masked_normalize,
+)
+from taxonomy.spans import span_chars, token_span_mask
 
 logger = logging.getLogger("smoldrive")
 
 ALGORITHMS = ("actor_critic", "grpo")
 GRANULARITIES = ("token", "word")
 VALUE_HEAD_FILE = "value_head.safetensors"
-# Added to std(A) in (5) so a micro-batch of equal advantages does not divide by zero (CleanRL's 1e-8).
-ADVANTAGE_NORM_EPS = 1e-8
 # TRL loss types whose surrogate is per token, so (B, T) advantages mean what (6) says. 'vespo' and
 # 'luspo' weight whole sequences by the sign of a per-sequence advantage.
 TOKEN_LEVEL_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
+# The GRPOTrainer/Trainer methods this module overrides, with the parameters it relies on.
+TRL_OVERRIDES = {
+    "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
+    "_generate_and_score_completions": ("self", "inputs"),
+    "_get_per_token_logps_and_entropies": ("self", "model", "input_ids", "attention_mask", "logits_to_keep"),
+    "_compute_loss": ("self", "model", "inputs"),
+    "create_optimizer": ("self", "model"),
+    "training_step": ("self", "model", "inputs", "num_items_in_batch"),
+    "_clip_grad_norm": ("self", "model"),
+    "save_model": ("self", "output_dir", "_internal_call"),
+    "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"),
+    "_load_best_model": ("self",),
+}
 
 # token_reward_fn(completion_texts, completion_token_ids, inputs) -> per completion, one reward per
 # token (lists of len(completion_token_ids[b])), or a (B, >=T) tensor. ``inputs`` are the dataset
 # rows of the completions (one dict each: images, id, ...). Texts are decoded with
 # skip_special_tokens=True, as TRL decodes the completions its reward functions see.
 TokenRewardFn = Callable[[list[str], list[list[int]], list[dict]], "Sequence[Sequence[float]] | torch.Tensor"]
+
+
+def reward_span(reward: Any) -> str:
+    """The span a reward callable judges (its ``span`` attribute, or its wrapped function's);
+    ``"answer"`` when it does not say."""
+    return getattr(reward, "span", None) or getattr(getattr(reward, "func", None), "span", None) or "answer"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,13 +121,19 @@ class ActorCriticConfig(GRPOConfig):
         metadata={"help": "Discount gamma in (3)-(4). 1.0: a token late in the answer counts as much as an early one."},
     )
     gae_lambda: float = field(
-        default=0.95,
-        metadata={"help": "GAE lambda in (4): 0 is one-step TD (low variance), 1 is Monte Carlo (no critic bias)."},
+        default=1.0,
+        metadata={
+            "help": "GAE lambda in (4). 1.0 (the seed's critic objective): returns are the Monte-Carlo reward-to-go "
+            "and the advantage carries no critic bias; < 1 trades bias for variance."
+        },
     )
     value_loss_coef: float = field(default=0.5, metadata={"help": "c_V in (8) (CleanRL's vf_coef)."})
     value_clip: float | None = field(
-        default=0.2,
-        metadata={"help": "eps_V in (7), in reward units: how far V may move from V_old per update; None: no clip."},
+        default=None,
+        metadata={
+            "help": "eps_V in (7), in reward units: how far V may move from V_old per update; None (the default): "
+            "no clip (Andrychowicz et al. 2021 found value clipping does not help)."
+        },
     )
     value_learning_rate: float = field(
         default=1e-4,
@@ -133,8 +149,15 @@ class ActorCriticConfig(GRPOConfig):
             "network). False: the head reads detached hidden states, so a fresh critic cannot disturb the LM."
         },
     )
+    critic_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Optimizer steps at the start in which only the critic learns (the policy term is left out): "
+            "a fresh critic is noise, and its advantages would push the policy at random."
+        },
+    )
     normalize_advantages: bool = field(
-        default=True, metadata={"help": "Apply (5): normalise advantages over each micro-batch's real tokens."}
+        default=True, metadata={"help": "Apply (5): normalise advantages over each micro-batch's judged span."}
     )
     token_reward_granularity: str = field(
         default="word",
@@ -147,8 +170,8 @@ class ActorCriticConfig(GRPOConfig):
     terminal_reward_weight: float = field(
         default=1.0,
         metadata={
-            "help": "w_seq in (1): weight of TRL's sequence reward (reward_funcs) paid on the last token. Set 0 when "
-            "the dense rewards already telescope to the same reward (incremental R1 sums to R1 - R1(''))."
+            "help": "w_seq in (1): weight of TRL's sequence reward (reward_funcs) paid on the last judged token. Set "
+            "0 when the dense rewards already telescope to the same reward (incremental R1 sums to R1 - R1(''))."
         },
     )
 
@@ -166,116 +189,12 @@ class ActorCriticConfig(GRPOConfig):
             raise ValueError(f"value_learning_rate must be > 0, got {self.value_learning_rate}")
         if self.value_head_hidden_size < 1:
             raise ValueError(f"value_head_hidden_size must be >= 1, got {self.value_head_hidden_size}")
+        if self.critic_warmup_steps < 0:
+            raise ValueError(f"critic_warmup_steps must be >= 0, got {self.critic_warmup_steps}")
         if self.token_reward_granularity not in GRANULARITIES:
             raise ValueError(
                 f"token_reward_granularity must be one of {GRANULARITIES}, got {self.token_reward_granularity!r}"
             )
-
-
-# ---------------------------------------------------------------------------------------------
-# The equations as pure functions
-
-
-class ValueHead(nn.Module):
-    """V_phi of (2): an MLP on the policy's last hidden states, hidden -> width -> 1.
-
-    Initialised as CleanRL's critic (orthogonal weights, gain sqrt(2) then 1, zero biases) from a
-    fixed seed, so that every process starts from the same head without communicating.
-    """
-
-    def __init__(self, hidden_size: int, width: int, seed: int = 0):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(hidden_size, width), nn.Tanh(), nn.Linear(width, 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for layer, gain in ((self.net[0], math.sqrt(2.0)), (self.net[2], 1.0)):
-                nn.init.orthogonal_(layer.weight, gain=gain)
-                nn.init.zeros_(layer.bias)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(B, T, H) hidden states -> (B, T) values, computed in float32 whatever the body's dtype."""
-        weight = self.net[0].weight
-        return self.net(hidden_states.to(device=weight.device, dtype=weight.dtype)).squeeze(-1)
-
-
-def completion_states(last_hidden_state: torch.Tensor, num_completion_tokens: int) -> torch.Tensor:
-    """h_k of (2): the hidden states at the positions that predict each completion token.
-
-    The sequence is prompt + completion (completion last, right-padded); position j predicts token
-    j + 1, so completion token k (at position L - T + k) is predicted from position L - T + k - 1.
-    """
-    t = num_completion_tokens
-    return last_hidden_state[:, -(t + 1) : -1]
-
-
-@torch.no_grad()
-def gae(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation, (3)-(4), over (B, T) right-padded episodes.
-
-    ``mask`` is 1 on real tokens and 0 on padding after them; the state after the last real token
-    is terminal (V = 0, nothing follows). Returns (advantages, returns), both 0 on padding.
-    """
-    mask = mask.to(values.dtype)
-    rewards = rewards.to(values.dtype) * mask
-    values = values * mask
-    advantages = torch.zeros_like(values)
-    last_gae_lam = torch.zeros_like(values[:, 0])
-    num_steps = values.shape[1]
-    for t in reversed(range(num_steps)):
-        if t == num_steps - 1:
-            next_non_terminal = torch.zeros_like(values[:, t])
-            next_values = torch.zeros_like(values[:, t])
-        else:
-            next_non_terminal = mask[:, t + 1]  # 0 once the episode has ended: V_n = 0, A_n = 0
-            next_values = values[:, t + 1]
-        delta = rewards[:, t] + gamma * next_values * next_non_terminal - values[:, t]  # (3)
-        last_gae_lam = delta + gamma * lam * next_non_terminal * last_gae_lam  # (4)
-        advantages[:, t] = last_gae_lam
-    advantages = advantages * mask
-    returns = advantages + values  # (4): G_k = A_k + V_k
-    return advantages, returns
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-def masked_normalize(x: torch.Tensor, mask: torch.Tensor, eps: float = ADVANTAGE_NORM_EPS) -> torch.Tensor:
-    """(5): zero mean, unit (population) std over the real tokens; padding stays 0."""
-    mean = masked_mean(x, mask)
-    std = masked_mean((x - mean) ** 2, mask).sqrt()
-    return (x - mean) / (std + eps) * mask.to(x.dtype)
-
-
-def clipped_value_loss(
-    values: torch.Tensor,
-    old_values: torch.Tensor,
-    returns: torch.Tensor,
-    mask: torch.Tensor,
-    clip: float | None,
-) -> torch.Tensor:
-    """L_V of (7), a masked mean over tokens (CleanRL's clip_vloss branch; clip=None: plain MSE/2)."""
-    loss_unclipped = (values - returns) ** 2
-    if clip is None:
-        return 0.5 * masked_mean(loss_unclipped, mask)
-    values_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
-    loss_clipped = (values_clipped - returns) ** 2
-    return 0.5 * masked_mean(torch.max(loss_unclipped, loss_clipped), mask)
-
-
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    """1 - Var(G - V) / Var(G) over real tokens (CleanRL's diagnostic); NaN when Var(G) = 0."""
-    mask = mask.bool()
-    y_pred, y_true = predicted[mask].float(), target[mask].float()
-    if y_true.numel() == 0:
-        return float("nan")
-    var_y = y_true.var(unbiased=False)
-    if var_y == 0:
-        return float("nan")
-    return float(1.0 - (y_true - y_pred).var(unbiased=False) / var_y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +226,17 @@ def text_hidden_size(model: nn.Module) -> int:
     return int(model.config.get_text_config().hidden_size)
 
 
+class ClearValueHeadGradients(TrainerCallback):
+    """The Trainer zeroes the model's gradients after each optimizer step; the head is not part
+    of the model, so its gradients are cleared here (else every step adds onto the last)."""
+
+    def __init__(self, head: nn.Module):
+        self.head = head
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.head.zero_grad(set_to_none=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # The trainer
 
@@ -316,12 +246,14 @@ class ActorCriticTrainer(GRPOTrainer):
 
     Arguments are GRPOTrainer's, with ``args`` an :class:`ActorCriticConfig`, plus
     ``token_reward_fn`` (see :data:`TokenRewardFn`; None: only the sequence reward, paid on the last
-    token, as in RLHF-style PPO).
+    judged token, as in RLHF-style PPO) and ``token_reward_span``, the span the dense rewards judge.
     """
 
     _tag_names = ["trl", "grpo", "actor-critic", "smoldrive"]
 
-    def __init__(self, *args: Any, token_reward_fn: TokenRewardFn | None = None, **kwargs: Any):
+    def __init__(
+        self, *args: Any, token_reward_fn: TokenRewardFn | None = None, token_reward_span: str = "answer", **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, ActorCriticConfig):
             raise TypeError(f"args must be an ActorCriticConfig, got {type(self.args).__name__}")
@@ -333,9 +265,16 @@ class ActorCriticTrainer(GRPOTrainer):
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise NotImplementedError("the actor-critic's value head supports single-process and DDP training only")
         self.token_reward_fn = token_reward_fn
+        # The spans the rewards judge: advantages go on their union only (ppo_math (5)).
+        weighted = [f for f, w in zip(self.reward_funcs, self.reward_weights.tolist()) if w != 0]
+        spans = {reward_span(f) for f in weighted} if self.args.terminal_reward_weight else set()
+        if token_reward_fn is not None and self.args.token_reward_weight:
+            spans.add(token_reward_span)
+        self.judged_spans = sorted(spans or {"answer"})
         self.value_head = ValueHead(
             text_hidden_size(self.model), self.args.value_head_hidden_size, seed=self.args.seed
         ).to(self.accelerator.device)
+        self.add_callback(ClearValueHeadGradients(self.value_head))
         # The hook stores the backbone's last hidden state only while a capture list is open, so
         # generation steps and reference-model passes (PEFT disables the adapter on this same
         # backbone) are ignored.
@@ -366,7 +305,7 @@ class ActorCriticTrainer(GRPOTrainer):
             hidden = hidden.detach()
         return self.value_head(hidden)
 
-    # -- generation: rewards (1) and V_old --------------------------------------------------------
+    # -- generation: rewards (1), the judged span and V_old ---------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -381,38 +320,52 @@ class ActorCriticTrainer(GRPOTrainer):
         finally:
             self._generation_pass = None
         rollout, self._rollout = self._rollout, None
-        batch["token_rewards"] = self._token_rewards(rollout, batch)  # (1)
+        texts = self._tokenizer.batch_decode(rollout["completion_ids"], skip_special_tokens=True)
+        batch["span_mask"] = self._span_mask(texts, rollout["completion_ids"], batch["completion_mask"])
+        batch["token_rewards"] = self._token_rewards(texts, rollout, batch)  # (1)
         if batch.get("old_per_token_logps") is not None:
             # Samples may be used after the weights moved (module docstring): keep V_old, read from
             # TRL's pi_old pass, its first scoring pass of the batch (a reference pass comes after).
             batch["old_values"] = self._values(generation_pass, batch["completion_ids"].size(1)).detach()
         return batch
 
-    def _token_rewards(self, rollout: Mapping[str, Any], batch: Mapping[str, Any]) -> torch.Tensor:
+    def _span_mask(self, texts: list[str], completion_ids: list, completion_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T): 1 on the tokens of the spans the rewards judge (taxonomy/spans.py)."""
+        mask = torch.zeros_like(completion_mask)
+        if self.judged_spans == ["answer"]:
+            return completion_mask.clone()
+        for b, (text, ids) in enumerate(zip(texts, completion_ids)):
+            char_ends = token_char_ends(self._tokenizer, ids)
+            for span in self.judged_spans:
+                row = token_span_mask(char_ends, *span_chars(text, span))
+                mask[b, : len(row)] |= torch.tensor(row, dtype=mask.dtype, device=mask.device)
+        return mask * completion_mask
+
+    def _token_rewards(self, texts: list[str], rollout: Mapping[str, Any], batch: Mapping[str, Any]) -> torch.Tensor:
         """r_k of (1) as a (B, T) tensor aligned with ``batch["completion_ids"]``."""
         mode = "train" if self.model.training else "eval"
         completion_ids = rollout["completion_ids"]
         num_rows, width = batch["completion_ids"].shape
         device = batch["completion_ids"].device
-        lengths = torch.tensor([len(ids) for ids in completion_ids], device=device)
         dense = torch.zeros(num_rows, width, device=device)
         if self.token_reward_fn is not None:
-            texts = self._tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
             dense = self._dense_rewards(texts, completion_ids, rollout["inputs"], width, device)
-        # R(o): TRL's weighted sum of the reward functions (gathered over processes: keep ours).
+        # R(o): TRL's weighted sum of the reward functions (gathered over processes: keep ours),
+        # paid on the last token of the judged span.
         start = self.accelerator.process_index * num_rows
         per_func = rollout["rewards_per_func"][start : start + num_rows]
         weights = self.reward_weights.to(per_func.device)
         sequence = torch.nan_to_num((per_func * weights).nansum(dim=1), nan=0.0).to(device)
         terminal = torch.zeros(num_rows, width, device=device)
-        has_tokens = lengths > 0
-        rows = torch.arange(num_rows, device=device)[has_tokens]
-        terminal[rows, lengths[has_tokens] - 1] = sequence[has_tokens]
+        last = last_index(batch["span_mask"])
+        rows = torch.arange(num_rows, device=device)[last >= 0]
+        terminal[rows, last[last >= 0]] = sequence[last >= 0]
         rewards = self.args.token_reward_weight * dense + self.args.terminal_reward_weight * terminal
         self._metrics[mode]["actor_critic/dense_reward_sum"].append(
             self.accelerator.gather(dense.sum(dim=1)).mean().item()
         )
         return rewards * batch["completion_mask"].to(rewards.dtype)
+
 
     def _dense_rewards(self, texts, completion_ids, inputs, width, device) -> torch.Tensor:
         out = self.token_reward_fn(texts, [list(ids) for ids in completion_ids], inputs)
@@ -464,21 +417,31 @@ class ActorCriticTrainer(GRPOTrainer):
     def _loss_pass(self, forward: Callable[[], Any], num_completion_tokens: int):
         """The loss's forward pass; then (2)-(5) fill the batch copy's "advantages" that TRL reads next."""
         loss_inputs, self._loss_inputs = self._loss_inputs, None  # read only the loss's own pass
+        span = loss_inputs["span_mask"]
+        if not bool(self.value_head.bias_initialised):
+            self._initialise_value_bias(loss_inputs["token_rewards"], span)
         with self._capture_hidden_states() as captured:
             result = forward()
         values = self._values(captured, num_completion_tokens)  # (2) V_theta(s_k), with grad
         old_values = loss_inputs.get("old_values")
         if old_values is None:  # aligned regime: the weights have not moved since generation
             old_values = values.detach()
-        mask = loss_inputs["completion_mask"]
         advantages, returns = gae(
-            loss_inputs["token_rewards"], old_values, mask, self.args.gamma, self.args.gae_lambda
+            loss_inputs["token_rewards"], old_values, loss_inputs["completion_mask"], self.args.gamma, self.args.gae_lambda
         )  # (3)-(4)
         if self.args.normalize_advantages:
-            advantages = masked_normalize(advantages, mask)  # (5)
-        loss_inputs["advantages"] = advantages  # (B, T): TRL's surrogate (6) reads it right after
+            advantages = masked_normalize(advantages, span)  # (5) on the judged span
+        loss_inputs["advantages"] = advantages * span  # (B, T): TRL's surrogate (6) reads it right after
         loss_inputs["values"], loss_inputs["old_values"], loss_inputs["returns"] = values, old_values, returns
         return result
+
+    def _initialise_value_bias(self, token_rewards: torch.Tensor, span: torch.Tensor) -> None:
+        """Start V at the mean return of the first rollout (the Monte-Carlo reward-to-go, averaged
+        over the judged tokens of every process), so the first advantages are not the head's noise."""
+        _, reward_to_go = gae(token_rewards, torch.zeros_like(token_rewards), span, self.args.gamma, 1.0)
+        mean = self.accelerator.gather(masked_mean(reward_to_go, span).reshape(1)).mean()
+        self.value_head.initialise_bias(float(mean))
+        logger.info("value head: output bias set to the first rollout's mean return %.4f", float(mean))
 
     def _compute_loss(self, model, inputs):
         loss_inputs = dict(inputs)  # a copy: the buffered batch keeps its own tensors for later iterations
@@ -490,24 +453,28 @@ class ActorCriticTrainer(GRPOTrainer):
         if "values" not in loss_inputs:
             raise RuntimeError("the policy forward pass did not run through _get_per_token_logps_and_entropies")
         values, old_values, returns = loss_inputs["values"], loss_inputs["old_values"], loss_inputs["returns"]
-        mask = loss_inputs["completion_mask"]
-        value_loss = clipped_value_loss(values, old_values, returns, mask, self.args.value_clip)  # (7)
+        span = loss_inputs["span_mask"]
+        value_loss = clipped_value_loss(values, old_values, returns, span, self.args.value_clip)  # (7)
         mode = "train" if self.model.training else "eval"
         # TRL divides its policy term by the accumulation steps (HF's own scaling is off): do the same.
         normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-        self._log_critic(mode, value_loss, values, old_values, returns, mask)
+        self._log_critic(mode, value_loss, values, old_values, returns, span)
+        judged_share = span.float().sum() / loss_inputs["completion_mask"].float().sum().clamp(min=1.0)
+        self._metrics[mode]["actor_critic/judged_token_share"].append(self.accelerator.gather(judged_share).mean().item())
+        if mode == "train" and self.state.global_step < self.args.critic_warmup_steps:
+            policy_loss = policy_loss.detach() * 0.0  # critic warm-up: the policy waits for a sane critic
         return policy_loss + self.args.value_loss_coef * value_loss / normalizer  # (8)
 
-    def _log_critic(self, mode, value_loss, values, old_values, returns, mask) -> None:
+    def _log_critic(self, mode, value_loss, values, old_values, returns, span) -> None:
         gather = self.accelerator.gather
         metrics = self._metrics[mode]
         metrics["actor_critic/value_loss"].append(gather(value_loss.detach()).mean().item())
-        metrics["actor_critic/value_mean"].append(gather(masked_mean(values.detach(), mask)).mean().item())
-        metrics["actor_critic/return_mean"].append(gather(masked_mean(returns, mask)).mean().item())
-        metrics["actor_critic/explained_variance"].append(explained_variance(old_values, returns, mask))
+        metrics["actor_critic/value_mean"].append(gather(masked_mean(values.detach(), span)).mean().item())
+        metrics["actor_critic/return_mean"].append(gather(masked_mean(returns, span)).mean().item())
+        metrics["actor_critic/explained_variance"].append(explained_variance(old_values, returns, span))
         if self.args.value_clip is not None:
             clipped = ((values.detach() - old_values).abs() > self.args.value_clip).float()
-            metrics["actor_critic/value_clip_fraction"].append(gather(masked_mean(clipped, mask)).mean().item())
+            metrics["actor_critic/value_clip_fraction"].append(gather(masked_mean(clipped, span)).mean().item())
 
     # -- optimisation: the value head's own param group, gradient sync and clipping --------------
 
@@ -690,6 +657,7 @@ def build_rl_trainer(
     callbacks: Any = None,
     optimizers: tuple = (None, None),
     token_reward_fn: TokenRewardFn | None = None,
+    token_reward_span: str = "answer",
     clip_token_reward_params: Mapping[str, Any] | None = None,
 ) -> GRPOTrainer:
     """The stage-1 trainer: ``"grpo"`` (plain GRPOTrainer, sequence reward, group baseline) or
@@ -716,4 +684,5 @@ def build_rl_trainer(
             raise ValueError("clip_token_reward_params needs processing_class (its tokenizer decodes the tokens)")
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         token_reward_fn = clip_token_reward_fn(tokenizer, args.token_reward_granularity, **clip_token_reward_params)
-    return ActorCriticTrainer(**common, token_reward_fn=token_reward_fn)
+        token_reward_span = "description"  # R1's increments judge the description only
+    return ActorCriticTrainer(**common, token_reward_fn=token_reward_fn, token_reward_span=token_reward_span)

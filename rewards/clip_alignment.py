@@ -28,9 +28,12 @@ embeddings) is used instead when present.
 
 :func:`incremental_rewards` splits a description into prefixes T_1..T_K (words by default, or
 caller-given character ends, e.g. the policy tokens' offsets) and returns
-``r_k = R1(T_k) - R1(T_{k-1})`` with ``R1(T_0)`` = R1 of the empty string (the minimum above),
-so the rewards sum telescopically to ``R1(full description) - R1(empty)``: per-step rewards an
-actor-critic trainer places on the completion tokens ending at the returned offsets.
+``r_k = R1(I, T_k) - R1(I, T_{k-1})`` with T_0 the empty text, as the seed defines them: R1(I, "")
+is CLIP's own score of the empty text against the clip (CLIP encodes "" as start and end tokens),
+not the floor, so the first word is paid what it adds over saying nothing, and the rewards sum
+telescopically to ``R1(I, T) - R1(I, "")``: per-step rewards an actor-critic trainer places on the
+completion tokens ending at the returned offsets. (The sequence reward of an empty description
+stays the minimum: nothing said must never score above something said.)
 
 The open_clip model is named as :func:`rewards.clip_model.load_clip` takes it: an architecture and
 a pretrained tag (default ``"ViT-B-32"`` + ``"laion2b_s34b_b79k"``), or ``"local-dir:PATH"`` with
@@ -49,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from rewards.registry import as_completion_list, column, completion_text, log_means, register_reward
 from rewards.registry import clip as clip_value
 from taxonomy.answer import parse_answer
+from taxonomy.spans import locate_description
 
 if TYPE_CHECKING:  # torch and open_clip load lazily: importing the rewards stays cheap
     import torch
@@ -116,6 +120,7 @@ class ClipScorer:
         self.cache_size = cache_size
         self.cache: OrderedDict[Any, torch.Tensor] = OrderedDict()
         self.encoded_clips = 0
+        self._empty_text: torch.Tensor | None = None  # t(""), encoded once
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -186,6 +191,12 @@ class ClipScorer:
                 except Exception:  # noqa: BLE001
                     logger.warning("text %d cannot be encoded; it scores the minimum", i, exc_info=True)
         return out
+
+    def empty_text_cosines(self, videos: torch.Tensor) -> list[float]:
+        """v . t("") per row of ``videos`` (B, D): CLIP's score of saying nothing, R1(I, T_0)."""
+        if self._empty_text is None:
+            self._empty_text = _clip_model().encode_texts(self.model, self.tokenizer, [""])[0]
+        return [float((row * self._empty_text).sum().clamp(COSINE_MIN, 1.0)) for row in videos]
 
     def cosines(self, videos: torch.Tensor, texts: Sequence[str]) -> list[float | None]:
         """v . t for matching rows of ``videos`` (B, D) and ``texts``; None for an empty text."""
@@ -283,7 +294,7 @@ def batch_video_embeddings(
     return scorer.video_embeddings(ids, frames)
 
 
-@register_reward(NAME)
+@register_reward(NAME, span="description")
 def clip_alignment_reward(
     completions: Any = None,
     *,
@@ -327,8 +338,8 @@ _WORD = re.compile(r"\S+")
 class IncrementalRewards:
     """Per-step rewards over prefixes T_1..T_K of a description.
 
-    ``rewards[k] = values[k] - values[k-1]`` with ``values[-1]`` read as ``initial`` = R1(T_0),
-    R1 of the empty string. ``ends[k]`` is the end character offset of T_k in ``description``;
+    ``rewards[k] = values[k] - values[k-1]`` with ``values[-1]`` read as ``initial`` = R1(I, T_0),
+    CLIP's score of the empty text against the clip. ``ends[k]`` is the end character offset of T_k in ``description``;
     ``completion_ends[k]`` the same offset in the completion text when the description appears
     there verbatim (None otherwise, e.g. when JSON escapes changed it).
     """
@@ -342,22 +353,8 @@ class IncrementalRewards:
 
     @property
     def total(self) -> float:
-        """R1(full description) - R1(T_0): what the rewards sum to."""
+        """R1(I, full description) - R1(I, ""): what the rewards sum to."""
         return (self.values[-1] if self.values else self.initial) - self.initial
-
-
-def locate_description(text: str, description: str) -> int:
-    """Where ``description`` starts in the completion text, or -1 when it is not there verbatim.
-
-    In a JSON answer the field value follows a quote; looking for the quote first avoids matching
-    the same words earlier in the text.
-    """
-    if not description:
-        return -1
-    quoted = text.find('"' + description)
-    if quoted >= 0:
-        return quoted + 1
-    return text.find(description)
 
 
 def prefix_ends(description: str, unit: str = "word", max_steps: int | None = None) -> list[int]:
@@ -425,18 +422,19 @@ def incremental_rewards(
         texts.extend(description[:end] for end in own)
         rows.extend([i] * len(own))
     cosines = scorer.cosines(videos[rows], texts) if texts else []
+    initial = [normalise(c) for c in scorer.empty_text_cosines(videos)]  # R1(I, T_0), T_0 = ""
     out, position = [], 0
-    for text, description, own in steps:
+    for i, (text, description, own) in enumerate(steps):
         values = [normalise(c) for c in cosines[position : position + len(own)]]
         position += len(own)
-        previous = [normalise.minimum] + values[:-1]
+        previous = [initial[i]] + values[:-1]
         start = locate_description(text, description)
         out.append(
             IncrementalRewards(
                 rewards=[v - p for v, p in zip(values, previous)],
                 ends=own,
                 values=values,
-                initial=normalise.minimum,
+                initial=initial[i],
                 description=description,
                 completion_ends=[start + e for e in own] if start >= 0 else None,
             )

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from recipes import actor_critic as ac
+from recipes import ppo_math as pm
 
 NUM_GENERATIONS = 4
 MAX_COMPLETION_LENGTH = 8
@@ -28,7 +29,7 @@ def test_gae_matches_a_hand_computed_example_with_padding():
     rewards = torch.tensor([[1.0, 0.0, 2.0, 5.0], [0.0, 1.0, 0.0, 1.0]])  # the 5.0 sits on padding
     values = torch.tensor([[0.5, 1.0, 1.5, 9.0], [1.0, 1.0, 1.0, 1.0]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
-    advantages, returns = ac.gae(rewards, values, mask, gamma, lam)
+    advantages, returns = pm.gae(rewards, values, mask, gamma, lam)
 
     # Row 0 by hand: V after the last real token is 0 (terminal); padding is ignored.
     d2 = 2.0 + gamma * 0.0 - 1.5  # 0.5
@@ -55,7 +56,7 @@ def test_gae_with_gamma_and_lambda_one_is_reward_to_go_minus_value():
     rewards = torch.tensor([[1.0, 2.0, 3.0, 0.0]])
     values = torch.tensor([[0.5, -1.0, 2.0, 7.0]])
     mask = torch.tensor([[1, 1, 1, 0]])
-    advantages, returns = ac.gae(rewards, values, mask, 1.0, 1.0)
+    advantages, returns = pm.gae(rewards, values, mask, 1.0, 1.0)
     torch.testing.assert_close(returns, torch.tensor([[6.0, 5.0, 3.0, 0.0]]))  # Monte Carlo returns
     torch.testing.assert_close(advantages, torch.tensor([[5.5, 6.0, 1.0, 0.0]]))
 
@@ -66,21 +67,21 @@ def test_clipped_value_loss_takes_the_worse_of_clipped_and_unclipped():
     target = torch.tensor([[1.0, 1.0, 0.0]])
     mask = torch.tensor([[1, 1, 0]])
     # token 0: unclipped 0, clipped (0.2 - 1)^2 = 0.64 -> 0.64; token 1: unclipped 4, clipped 1.44 -> 4
-    loss = ac.clipped_value_loss(new, old, target, mask, clip=0.2)
+    loss = pm.clipped_value_loss(new, old, target, mask, clip=0.2)
     assert loss.item() == pytest.approx(0.5 * (0.64 + 4.0) / 2)
-    assert ac.clipped_value_loss(new, old, target, mask, clip=None).item() == pytest.approx(0.5 * (0 + 4.0) / 2)
+    assert pm.clipped_value_loss(new, old, target, mask, clip=None).item() == pytest.approx(0.5 * (0 + 4.0) / 2)
 
 
 def test_masked_normalize_ignores_padding():
     x = torch.tensor([[1.0, 3.0, 100.0]])
     mask = torch.tensor([[1, 1, 0]])
-    torch.testing.assert_close(ac.masked_normalize(x, mask), torch.tensor([[-1.0, 1.0, 0.0]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(pm.masked_normalize(x, mask), torch.tensor([[-1.0, 1.0, 0.0]]), atol=1e-6, rtol=0)
 
 
 def test_completion_states_are_the_positions_that_predict_each_token():
     hidden = torch.arange(10.0).view(1, 10, 1)  # position j holds j
     # 3 completion tokens at positions 7, 8, 9 are predicted from positions 6, 7, 8
-    assert ac.completion_states(hidden, 3).flatten().tolist() == [6.0, 7.0, 8.0]
+    assert pm.completion_states(hidden, 3).flatten().tolist() == [6.0, 7.0, 8.0]
 
 
 def test_place_on_tokens_puts_each_reward_on_the_token_reaching_its_offset():
@@ -224,7 +225,7 @@ def test_hidden_state_hook_through_lm_head_reproduces_trl_log_probs(tiny_vlm_dir
             trainer, trainer.model, input_ids, attention_mask, num_tokens, **kwargs
         )
     assert len(captured) == 1
-    states = ac.completion_states(captured[0], num_tokens)
+    states = pm.completion_states(captured[0], num_tokens)
     with torch.no_grad():
         logits = trainer.model.lm_head(states) / trainer.temperature
     ours = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
@@ -243,7 +244,7 @@ def test_value_head_gets_gradient_and_gae_advantages_reach_trl_loss(
     batch = trainer._prepare_inputs(_generation_batch(clips))
     # With V = 0 everywhere, (3)-(4) at gamma = lambda = 1 give the reward-to-go.
     torch.nn.init.zeros_(trainer.value_head.net[2].weight)
-    torch.nn.init.zeros_(trainer.value_head.net[2].bias)
+    trainer.value_head.initialise_bias(0.0)
     seen = {}
     original = GRPOTrainer._compute_loss
 
@@ -402,7 +403,7 @@ def test_build_rl_trainer_switches_algorithm(tiny_vlm_dir, processor, clips, tmp
 
 @pytest.mark.parametrize("granularity", ["token", "word"])
 def test_clip_token_rewards_sum_to_r1_and_sit_on_description_tokens(processor, clips, tiny_clip, granularity):
-    from rewards.clip_alignment import clip_alignment_reward
+    from rewards.clip_alignment import batch_video_embeddings, clip_alignment_reward, get_scorer
     from taxonomy.answer import format_answer
 
     tokenizer = processor.tokenizer
@@ -417,8 +418,10 @@ def test_clip_token_rewards_sum_to_r1_and_sit_on_description_tokens(processor, c
     assert [len(r) for r in rewards] == [len(i) for i in ids]
     columns = {key: [row[key] for row in inputs] for key in inputs[0]}
     full = clip_alignment_reward([texts[0]], **params, **{k: v[:1] for k, v in columns.items()})[0]
-    empty = clip_alignment_reward([""], **params, **{k: v[:1] for k, v in columns.items()})[0]
-    assert sum(rewards[0]) == pytest.approx(full - empty, abs=1e-5)
+    scorer = get_scorer(tiny_clip, None, "cpu")
+    empty = scorer.empty_text_cosines(batch_video_embeddings(scorer, columns, 2))[0]  # R1(I, ""), not the floor
+    assert empty != clip_alignment_reward([""], **params, **{k: v[:1] for k, v in columns.items()})[0]
+    assert sum(rewards[0]) == pytest.approx(full - max(empty, 0.0), abs=1e-5)
     # Rewards sit on tokens whose text ends inside the description span, never elsewhere.
     ends = ac.token_char_ends(tokenizer, ids[0])
     start = texts[0].index(description)
@@ -427,3 +430,163 @@ def test_clip_token_rewards_sum_to_r1_and_sit_on_description_tokens(processor, c
     assert paid and all(ends[k] > start and (k == 0 or ends[k - 1] < end) for k in paid)
     words = len(description.split())
     assert len(paid) <= (words if granularity == "word" else len(ids[0]))
+
+
+def test_first_increment_is_measured_from_r1_of_the_empty_text(clips, tiny_clip):
+    from rewards.clip_alignment import batch_video_embeddings, get_scorer, incremental_rewards
+
+    scorer = get_scorer(tiny_clip, None, "cpu")
+    columns = {key: [clips[0][key]] for key in ("id", "images")}
+    video = batch_video_embeddings(scorer, columns, 1)
+    step = incremental_rewards(video, ["a red car stops ahead"], scorer)[0]
+    empty = scorer.empty_text_cosines(video)[0]
+    first_word = scorer.cosines(video, ["a"])[0]
+    assert step.initial == pytest.approx(max(empty, 0.0))
+    assert step.rewards[0] == pytest.approx(max(first_word, 0.0) - max(empty, 0.0), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The TRL internals the trainer overrides: a changed signature must fail here, not mid-training
+
+
+@pytest.mark.parametrize("name", sorted(ac.TRL_OVERRIDES))
+def test_overridden_trl_internals_keep_their_signature(name):
+    import inspect
+
+    from trl import GRPOTrainer
+
+    assert hasattr(GRPOTrainer, name), f"GRPOTrainer no longer has {name}: the actor-critic's override is dead code"
+    parameters = list(inspect.signature(getattr(GRPOTrainer, name)).parameters)
+    expected = ac.TRL_OVERRIDES[name]
+    assert parameters[: len(expected)] == list(expected), f"{name} changed: {parameters}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Spans: advantages only where a reward judges
+
+
+def test_span_mask_covers_the_description_tokens_only(processor):
+    from taxonomy.answer import format_answer
+    from taxonomy.spans import span_chars, token_span_mask
+
+    tokenizer = processor.tokenizer
+    description = "a red car stops ahead"
+    text = " " + format_answer(description, ["stop"], ["obstacle_car"])
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ends = ac.token_char_ends(tokenizer, ids)
+    start, end = span_chars(text, "description")
+    assert text[start:end] == description + '"'
+    mask = token_span_mask(ends, start, end)
+    covered = "".join(tokenizer.decode(ids[: k + 1])[len(tokenizer.decode(ids[:k])):] for k, m in enumerate(mask) if m)
+    assert description in covered and "stop" not in covered.replace(description, "")
+    assert 0 < sum(mask) < len(mask) / 2  # the labels and justification are most of the answer
+
+
+def description_reward(completions, **kwargs):
+    return [1.0] * len(completions)
+
+
+description_reward.span = "description"
+
+
+def test_advantages_sit_on_the_judged_span_only(tiny_vlm_dir, processor, clips, tmp_path, monkeypatch):
+    from trl import GRPOTrainer
+
+    config = _config(tmp_path, max_completion_length=24, terminal_reward_weight=1.0)
+    from transformers import AutoModelForImageTextToText
+
+    trainer = ac.ActorCriticTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir), reward_funcs=description_reward,
+        args=config, train_dataset=clips, processing_class=processor, token_reward_fn=even_token_reward,
+        token_reward_span="description",
+    )
+    assert trainer.judged_spans == ["description"]
+    trainer.model.train()
+    batch = trainer._prepare_inputs(_generation_batch(clips))
+    # An untrained model writes no description: put one span in by hand on a known token range.
+    span = torch.zeros_like(batch["completion_mask"])
+    span[:, 2:5] = 1
+    batch["span_mask"] = span * batch["completion_mask"]
+    seen = {}
+    original = GRPOTrainer._compute_loss
+
+    def spy(self, model, inputs):
+        seen["advantages"] = None
+        loss = original(self, model, inputs)
+        seen["advantages"] = inputs["advantages"]
+        return loss
+
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", spy)
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.compute_loss(trainer.model, batch)
+    outside = seen["advantages"] * (1 - batch["span_mask"])
+    assert outside.abs().sum() == 0
+    inside = seen["advantages"][batch["span_mask"].bool()]
+    assert inside.abs().sum() > 0 and abs(float(inside.mean())) < 1e-5  # (5): normalised over the span
+
+
+# ---------------------------------------------------------------------------------------------
+# Several optimizer steps: the critic's gradients, its learning, and resuming
+
+
+def test_value_head_gradients_are_empty_at_the_start_of_every_optimizer_step(tiny_vlm_dir, processor, clips, tmp_path):
+    from transformers import TrainerCallback
+
+    config = _config(tmp_path, max_steps=4, gradient_accumulation_steps=2, steps_per_generation=2)
+    trainer = _trainer(tiny_vlm_dir, processor, clips, config)
+    norms = []
+
+    class HeadGradAtStepBegin(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            grads = [p.grad for p in trainer.value_head.parameters() if p.grad is not None]
+            norms.append(float(sum(g.norm() ** 2 for g in grads) ** 0.5) if grads else 0.0)
+
+    trainer.add_callback(HeadGradAtStepBegin())
+    trainer.train()
+    # on_step_begin fires once per optimizer step, before its first micro-batch.
+    assert norms == [0.0] * config.max_steps
+
+
+def clip_index_reward(completions, **kwargs):
+    """A sequence reward fixed by the clip: V(s_k) = this value for every k, a known value function."""
+    return [float(int(i.split("-")[1])) / 3.0 for i in kwargs["id"]]
+
+
+def test_critic_learns_a_known_value_function(tiny_vlm_dir, processor, clips, tmp_path):
+    """Policy frozen (warm-up all along), reward = f(clip): the critic must explain the returns."""
+    from transformers import AutoModelForImageTextToText
+
+    steps = 40
+    config = _config(
+        tmp_path, max_steps=steps, critic_warmup_steps=steps, learning_rate=0.0, value_learning_rate=1e-2,
+        per_device_train_batch_size=4 * NUM_GENERATIONS, value_head_hidden_size=32,
+    )
+    trainer = ac.ActorCriticTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir), reward_funcs=clip_index_reward,
+        args=config, train_dataset=clips, processing_class=processor,
+    )
+    trainer.train()
+    ev = [log["actor_critic/explained_variance"] for log in trainer.state.log_history if "actor_critic/explained_variance" in log]
+    assert len(ev) >= steps - 1
+    assert float(np.mean(ev[-5:])) >= 0.8, str([round(e, 2) for e in ev])
+
+
+def test_resumed_run_ends_where_an_uninterrupted_run_ends(tiny_vlm_dir, processor, clips, tmp_path):
+    straight = _trainer(tiny_vlm_dir, processor, clips, _config(tmp_path / "a", max_steps=3, save_strategy="steps", save_steps=1))
+    straight.train()
+    resumed = _trainer(tiny_vlm_dir, processor, clips, _config(tmp_path / "b", max_steps=3))
+    resumed.train(resume_from_checkpoint=f"{tmp_path}/a/out/checkpoint-1")
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=f"policy {name}")
+    for (name, a), b in zip(straight.value_head.state_dict().items(), resumed.value_head.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=f"value head {name}")
+
+
+def test_value_bias_starts_at_the_first_rollouts_mean_return(tiny_vlm_dir, processor, clips, tmp_path):
+    trainer = _trainer(tiny_vlm_dir, processor, clips, _config(tmp_path, learning_rate=0.0, value_learning_rate=1e-9))
+    assert not bool(trainer.value_head.bias_initialised)
+    trainer.train()
+    assert bool(trainer.value_head.bias_initialised)
+    log = trainer.state.log_history[0]
+    # Near-zero output weights: V starts at the bias, i.e. at the mean return.
+    assert log["actor_critic/value_mean"] == pytest.approx(log["actor_critic/return_mean"], abs=0.05 * abs(log["actor_critic/return_mean"]) + 1e-3)

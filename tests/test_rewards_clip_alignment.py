@@ -163,11 +163,13 @@ def test_incremental_rewards_sum_telescopically(tiny_clip, fresh_scorers, encode
     encode_spy["texts"].clear()
     norm = r1.Normalisation(floor=None, shift=0.2, scale=0.1)
     steps = r1.incremental_rewards(videos, answers, scorer, normalisation=norm)
-    assert encode_spy["texts"] == [len(description.split()) + 2]  # every prefix in one batch
+    # every prefix in one batch, and the empty text T_0 once (then cached)
+    assert encode_spy["texts"] == [len(description.split()) + 2, 1]
     full = reward(answers, ["clip-a", "clip-b"], tiny_clip, floor=None, shift=0.2, scale=0.1)
-    for result, r1_full in zip(steps, full):
-        assert sum(result.rewards) == pytest.approx(r1_full - norm.minimum, abs=1e-4)
-        assert result.initial == norm.minimum == pytest.approx((-1 - 0.2) / 0.1)
+    empty = [norm(c) for c in scorer.empty_text_cosines(videos)]  # R1(I, ""): CLIP's score of saying nothing
+    for result, r1_full, r1_empty in zip(steps, full, empty):
+        assert sum(result.rewards) == pytest.approx(r1_full - r1_empty, abs=1e-4)
+        assert result.initial == pytest.approx(r1_empty) and result.initial > norm.minimum
         assert result.ends[-1] == len(result.description)
     # positions: word ends in the description, and the same characters in the completion text
     assert steps[0].ends == _word_ends(description)
