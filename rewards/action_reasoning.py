@@ -10,8 +10,13 @@ evaluation uses) into a predicted action set A and reason set R, compared with t
 Defaults ``w_actions = 0.4, w_reasons = 0.4, w_consistency = 0.2`` (sum 1, so R2 is in [0, 1]; in
 general R2 is in [0, w_actions + w_reasons + w_consistency]) and ``w_format = 0.2`` (in [0, 1]).
 
-F1 is set F1 over the fixed vocabulary (4 action keys, 21 reason keys):
-``F1 = 2|P & T| / (|P| + |T|)``. Listing every class does not pay: each wrong key adds to |P|.
+F1 is set F1 over the fixed vocabulary (4 action keys, 21 reason keys), weighted per label:
+``F1 = 2 w(P & T) / (w(P) + w(T))`` with ``w(S)`` the sum of the label weights in S
+(``label_weights``, a mapping key -> weight > 0; unlisted labels weigh 1, so by default this is
+plain ``2|P & T| / (|P| + |T|)``). Listing every class does not pay: each wrong key adds to w(P).
+Weights above 1 on rare labels (AlphaDrive's action weights) make missing or inventing a rare
+turn or reason cost more than a frequent one, so RL does not buy F1_all by giving up the rare
+classes that macro F1 (mF1) counts as much as the frequent ones.
 When both P and T are empty, F1 = ``empty_match_f1`` (default 1.0: saying "no reason" when none
 applies is the right answer; BDD-OIA's own F1_all scores such a sample 0 for every prediction,
 which would give GRPO no signal on it). An answer from which the parser reads no action and no
@@ -48,7 +53,7 @@ clean it is).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from rewards.registry import as_completion_list, column, log_means, register_reward, score_each
 from taxonomy.answer import ParsedAnswer, parse_answer
@@ -72,13 +77,37 @@ COMPONENTS = ("actions_f1", "reasons_f1", "consistency", "format")
 
 
 def set_f1(
-    predicted: Iterable[str], truth: Iterable[str], empty_match: float = DEFAULT_EMPTY_MATCH_F1
+    predicted: Iterable[str],
+    truth: Iterable[str],
+    empty_match: float = DEFAULT_EMPTY_MATCH_F1,
+    weights: Mapping[str, float] | None = None,
 ) -> float:
-    """Set F1 = 2|P & T| / (|P| + |T|); ``empty_match`` when both sets are empty."""
+    """Weighted set F1 = 2 w(P & T) / (w(P) + w(T)) (weight 1 for labels not in ``weights``);
+    ``empty_match`` when both sets are empty."""
     pred, true = set(predicted), set(truth)
     if not pred and not true:
         return float(empty_match)
-    return 2.0 * len(pred & true) / (len(pred) + len(true))
+    weights = weights or {}
+
+    def w(labels: set[str]) -> float:
+        return sum(weights.get(label, 1.0) for label in labels)
+
+    return 2.0 * w(pred & true) / (w(pred) + w(true))
+
+
+def check_label_weights(label_weights: Any) -> dict[str, float]:
+    """``label_weights`` as a {known label key: weight > 0} dict; a clear error otherwise."""
+    if label_weights is None:
+        return {}
+    if not isinstance(label_weights, Mapping):
+        raise ValueError(f"reward {NAME!r}: label_weights must map label keys to weights, got {label_weights!r}")
+    unknown = sorted(set(label_weights) - set(ACTION_KEYS) - set(REASON_KEYS))
+    if unknown:
+        raise ValueError(f"reward {NAME!r}: label_weights has unknown label key(s) {unknown}")
+    for key, value in label_weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"reward {NAME!r}: label_weights[{key!r}] must be a finite number > 0, got {value!r}")
+    return {key: float(value) for key, value in label_weights.items()}
 
 
 def justification_source(parsed: ParsedAnswer) -> str:
@@ -130,6 +159,7 @@ def score_components(
     *,
     logic_share: float = DEFAULT_LOGIC_SHARE,
     empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
+    label_weights: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """The four R2 components of one parsed answer (all 0 for an answer with no labels).
 
@@ -138,8 +168,8 @@ def score_components(
     if parsed.empty:
         return dict.fromkeys(COMPONENTS, 0.0)
     return {
-        "actions_f1": set_f1(parsed.actions, true_actions, empty_match_f1),
-        "reasons_f1": set_f1(parsed.reasons, true_reasons, empty_match_f1),
+        "actions_f1": set_f1(parsed.actions, true_actions, empty_match_f1, label_weights),
+        "reasons_f1": set_f1(parsed.reasons, true_reasons, empty_match_f1, label_weights),
         "consistency": consistency(parsed, logic_share),
         "format": float(parsed.clean),
     }
@@ -182,6 +212,7 @@ def action_reasoning_reward(
     logic_share: float = DEFAULT_LOGIC_SHARE,
     empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
     w_format: float = DEFAULT_W_FORMAT,
+    label_weights: Mapping[str, float] | None = None,
     **kwargs: Any,
 ) -> list[float]:
     """R2 per completion (see the module docstring); needs the columns ``actions`` and ``reasons``."""
@@ -189,6 +220,7 @@ def action_reasoning_reward(
     check_weights(NAME, allow_all_zero=True, w_format=w_format)
     if w_format > 1.0:  # the format factor 1 - w_format must not go negative
         raise ValueError(f"reward {NAME!r}: w_format must be in [0, 1], got {w_format!r}")
+    label_weights = check_label_weights(label_weights)
     if not 0.0 <= logic_share <= 1.0:
         raise ValueError(f"reward {NAME!r}: logic_share must be in [0, 1], got {logic_share!r}")
     if not 0.0 <= empty_match_f1 <= 1.0:
@@ -214,6 +246,7 @@ def action_reasoning_reward(
             true_reasons[i],
             logic_share=logic_share,
             empty_match_f1=empty_match_f1,
+            label_weights=label_weights,
         )
         for key, value in components.items():
             parts[key].append(value)

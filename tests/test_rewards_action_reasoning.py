@@ -288,3 +288,32 @@ def test_arbitrary_completion_structures_give_a_bounded_reward(completion):
     [score] = r2([completion], ["stop"], ["obstacle_car"])
     assert 0.0 <= score <= 1.0
     assert_no_scorer_failures()
+
+
+# ---------------------------------------------------------------------------------------------
+# Label weights (AlphaDrive's action weights): a rare label missed costs more
+
+
+def test_weighted_f1_by_hand():
+    from rewards.action_reasoning import set_f1
+
+    # P = {forward, left}, T = {forward, right}; weights left 3, right 3:
+    # 2 * w({forward}) / (w(P) + w(T)) = 2 * 1 / (4 + 4)
+    assert set_f1({"forward", "left"}, {"forward", "right"}, weights={"left": 3, "right": 3}) == pytest.approx(0.25)
+    assert set_f1({"forward", "left"}, {"forward", "right"}) == pytest.approx(0.5)  # unweighted
+
+
+def test_label_weights_make_a_missed_rare_label_cost_more_than_a_missed_frequent_one():
+    truth = {"actions": [[1, 0, 1, 0]], "reasons": [[0] * 21]}
+    missed_left = format_answer("a road", ["forward"], [])
+    missed_forward = format_answer("a road", ["left"], [])
+    plain = [action_reasoning_reward([a], **truth)[0] for a in (missed_left, missed_forward)]
+    assert plain[0] == pytest.approx(plain[1])
+    weighted = [action_reasoning_reward([a], label_weights={"left": 4.0}, **truth)[0] for a in (missed_left, missed_forward)]
+    assert weighted[0] < weighted[1]
+
+
+@pytest.mark.parametrize("bad", [{"lefty": 2.0}, {"left": 0.0}, {"left": float("inf")}, {"left": True}, [1, 2]])
+def test_bad_label_weights_are_an_error_naming_the_key(bad):
+    with pytest.raises(ValueError, match="label_weights"):
+        action_reasoning_reward(["x"], label_weights=bad, actions=[[1, 0, 0, 0]], reasons=[[0] * 21])
