@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import jsonschema
 from tqdm import tqdm
 
 from evaluate import gallery as gallery_module
@@ -45,7 +44,7 @@ from evaluate.generate import (
     load_model_and_processor,
 )
 from evaluate.metrics import answer_metrics, best_constant_baseline
-from taxonomy.answer import ParsedAnswer, answer_schema, parse_answer
+from taxonomy.answer import ParsedAnswer, parse_answer
 from taxonomy.labels import (
     ACTION_KEYS,
     REASON_KEYS,
@@ -68,17 +67,15 @@ CURVES_FILE = "training_curves.png"
 # Answer checks
 
 
-_VALIDATOR = jsonschema.Draft202012Validator(answer_schema())
-
-
 def schema_valid(parsed: ParsedAnswer) -> bool:
-    """The answer's first JSON object passes taxonomy/answer.schema.json."""
-    return parsed.is_json and _VALIDATOR.is_valid(parsed.json_object)
+    """The answer's first JSON object passes taxonomy/answer.schema.json and repeats no key (the
+    parser's own verdict, the one the rewards read)."""
+    return parsed.schema_valid
 
 
 def clean_json(parsed: ParsedAnswer) -> bool:
-    """Schema-valid, and the answer is that one object and nothing else."""
-    return schema_valid(parsed) and parsed.json_objects_found == 1 and not parsed.text_outside_json
+    """Schema-valid, and the answer is that one object and nothing else (the parser's verdict)."""
+    return parsed.clean
 
 
 def ordered(keys, vocabulary: Sequence[str]) -> list[str]:
