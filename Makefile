@@ -50,7 +50,7 @@ PREDICT_OUT ?= $(WORK)/predictions.jsonl
 export PYTHONUNBUFFERED=1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report bench bench-gpu clean
+.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report rl-record bench bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -124,6 +124,14 @@ RUNS        ?= $(foreach d,$(wildcard $(WORK)/eval/*/metrics.json),$(notdir $(pa
 LOGS        ?=
 report: $(INSTALLED) ## one table (and training curves) over several evaluations (RUNS="label=dir ...", LOGS="label=run_dir ...")
 	$(PY) -m evaluate.run --compare $(RUNS) --out $(WORK)/eval/report $(if $(LOGS),--logs $(LOGS))
+
+SEEDS       ?= 0 1 2
+RECORD      ?= records/rl_record.md
+rl-record: $(INSTALLED) ## the RL learning record over SEEDS: the demo chain, stage 1 by GRPO, an SFT control; val, greedy (RECORD)
+	@test -f $(OUT)/dataset_dict.json || $(MAKE) synth data
+	@test -d $(MODELS)/tiny-clip-trained || ($(MAKE) tiny-models && $(MAKE) clip)
+	$(PY) -m evaluate.record --seeds $(SEEDS) --work $(WORK)/record --dataset $(OUT) \
+		--clip-model local-dir:$(MODELS)/tiny-clip-trained --out $(RECORD)
 
 bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep

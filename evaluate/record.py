@@ -1,0 +1,335 @@
+"""The RL learning record (``make rl-record SEEDS="0 1 2"``): does each stage earn its place?
+
+For every seed it trains the demo chain (sft -> stage1 -> stage2 -> stage3, each from the one
+before), stage 1 a second time by critic-free GRPO (same reward, budget and seed: actor-critic vs
+GRPO), and a control (SFT continued from the SFT model for as many clips as the RL stages see);
+then evaluates every model greedily on the val split (never test: nothing here selects on test)
+and writes a markdown record with plots:
+
+- per model: act/expl F1_all and mF1, schema-valid share, CLIP score, and each RL stage's own
+  reward (its YAML's rewards and weights, scored on the greedy val answers) before and after;
+- every figure as the mean over seeds with its range [min, max];
+- R1 on val against training steps for stage 1 by actor-critic and by GRPO (checkpoints);
+- the done-when checks of the RL issue, computed from the figures (a miss is printed as a miss).
+
+Runs already on disk (a ``config.json`` in the output folder) are reused, so an interrupted record
+resumes. The demo's dataset and tiny models must exist (``make demo``, or the Makefile target
+builds them).
+
+    python -m evaluate.record --seeds 0 1 2 --work work/record --out records/rl_record.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from evaluate.run import evaluate_model
+
+logger = logging.getLogger("smoldrive")
+
+DEFAULT_DATASET = "work/dataset"
+DEFAULT_CLIP = "local-dir:work/models/tiny-clip-trained"
+CONTROL_RECIPE = "recipes/sft/sft_control_demo.yaml"
+# Margin the issue allows a stage to lose on F1_all against the stage before.
+F1_TOLERANCE = 0.01
+SCHEMA_VALID_TARGET = 0.99
+CHECKPOINT_CLIPS = 64  # val clips scored per stage-1 checkpoint for the R1-vs-steps plot
+CURVE_POINTS = 5  # checkpoints per stage-1 run
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    module: str
+    recipe: str
+    start: str | None = None  # the run whose output this one starts from
+    extra: tuple[str, ...] = ()
+    rl: bool = True
+    curve: bool = False  # save checkpoints and plot R1 on val against steps
+
+
+RUNS = (
+    Run("sft", "recipes.sft.sft", "recipes/sft/sft_demo.yaml", rl=False),
+    Run("stage1", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft", curve=True),
+    Run("stage1_grpo", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft",
+        ("--algorithm", "grpo"), curve=True),
+    Run("stage2", "recipes.stage2.stage2", "recipes/stage2/stage2_demo.yaml", "stage1"),
+    Run("stage3", "recipes.stage3.stage3", "recipes/stage3/stage3_demo.yaml", "stage2"),
+    Run("sft_control", "recipes.sft.sft", CONTROL_RECIPE, "sft", rl=False),
+)
+CHAIN = ("sft", "stage1", "stage2", "stage3")
+METRICS = (
+    ("act F1_all", lambda m: m["actions"]["f1_all"]),
+    ("expl F1_all", lambda m: m["reasons"]["f1_all"]),
+    ("act mF1", lambda m: m["actions"]["mf1"]),
+    ("expl mF1", lambda m: m["reasons"]["mf1"]),
+    ("schema-valid", lambda m: m["schema_valid_rate"]),
+    ("CLIP score", lambda m: m["clip_score"]),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def read_recipe(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def rl_prompts_seen(recipe: Mapping[str, Any]) -> int:
+    """Clips an RL stage trains on: steps x prompts per step (completions / generations)."""
+    per_step = recipe["per_device_train_batch_size"] * recipe.get("gradient_accumulation_steps", 1)
+    return int(recipe["max_steps"]) * per_step // recipe["num_generations"]
+
+
+def control_steps() -> int:
+    """SFT steps that show the control as many clips as the chain's RL stages see."""
+    seen = sum(rl_prompts_seen(read_recipe(r.recipe)) for r in RUNS if r.name in CHAIN and r.rl)
+    batch = read_recipe(CONTROL_RECIPE)["per_device_train_batch_size"]
+    return max(1, round(seen / batch))
+
+
+def train(run: Run, seed: int, root: Path) -> Path:
+    out = root / run.name
+    if (out / "config.json").is_file():
+        logger.info("%s exists: reusing it", out)
+        return out
+    command = [sys.executable, "-m", run.module, "--config", run.recipe, "--seed", str(seed),
+               "--output_dir", str(out), *run.extra]
+    if run.start:
+        command += ["--model_name_or_path", str(root / run.start)]
+    if run.name == "sft_control":
+        command += ["--max_steps", str(control_steps())]
+    if run.curve:
+        steps = int(read_recipe(run.recipe)["max_steps"])
+        command += ["--save_strategy", "steps", "--save_steps", str(max(1, steps // CURVE_POINTS))]
+    logger.info("training %s (seed %d): %s", run.name, seed, " ".join(command))
+    subprocess.run(command, check=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+def stage_reward(recipe: Mapping[str, Any], texts: Sequence[str], data: Any) -> float:
+    """Mean over clips of the stage's own reward: sum_i weight_i * reward_i(answer), as in training
+    (TRL's per-group normalisation has no meaning for one greedy answer per clip)."""
+    from rewards.registry import resolve_rewards
+
+    funcs, weights = resolve_rewards(recipe["reward_funcs"], recipe.get("reward_weights"), recipe.get("reward_params"))
+    weights = weights or [1.0] * len(funcs)
+    columns = {name: list(data[name]) for name in ("id", "actions", "reasons", "description") if name in data.column_names}
+    columns["images"] = list(data["frames"])
+    total = [0.0] * len(texts)
+    for func, weight in zip(funcs, weights):
+        for i, value in enumerate(func(list(texts), **columns)):
+            total[i] += weight * (0.0 if value is None else value)
+    return sum(total) / len(total)
+
+
+def evaluate(model_dir: Path, out: Path, dataset: str, clip: str, max_samples: int | None = None,
+             gallery_size: int = 12) -> dict:
+    metrics_file = out / "metrics.json"
+    if metrics_file.is_file():
+        return json.loads(metrics_file.read_text())
+    return evaluate_model(str(model_dir), dataset, "val", str(out), label=model_dir.name, clip_model=clip,
+                          max_samples=max_samples, progress=False, gallery_size=gallery_size)
+
+
+def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str, dict[str, float]]:
+    """Per RL run: its own reward on the greedy val answers of its start model and of itself."""
+    from evaluate.generate import load_eval_split
+
+    data = load_eval_split(dataset, "val", None)
+    texts = {name: _texts(root / "eval" / name) for name in evals}
+    out = {}
+    for run in RUNS:
+        if not run.rl:
+            continue
+        recipe = read_recipe(run.recipe)
+        out[run.name] = {"before": stage_reward(recipe, texts[run.start], data),
+                         "after": stage_reward(recipe, texts[run.name], data)}
+    return out
+
+
+def _texts(eval_dir: Path) -> list[str]:
+    with open(eval_dir / "predictions.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in handle]
+
+
+def r1_curve(run_dir: Path, start_eval: Path, eval_root: Path, dataset: str, clip: str) -> list[tuple[int, float]]:
+    """(step, R1 on the first val clips) for the start model (step 0) and every checkpoint of a
+    stage-1 run."""
+    recipe = read_recipe(RUNS[1].recipe)
+    from evaluate.generate import load_eval_split
+
+    data = load_eval_split(dataset, "val", CHECKPOINT_CLIPS)
+    points = [(0, stage_reward(recipe, _texts(start_eval)[:CHECKPOINT_CLIPS], data))]
+    for checkpoint in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+        step = int(checkpoint.name.split("-")[1])
+        out = eval_root / f"{run_dir.name}-{checkpoint.name}"
+        evaluate(checkpoint, out, dataset, clip, CHECKPOINT_CLIPS, gallery_size=0)
+        points.append((step, stage_reward(recipe, _texts(out), data)))
+    return points
+
+
+# ---------------------------------------------------------------------------------------------
+# The record
+
+
+@dataclass
+class Spread:
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def range(self) -> float:
+        return max(self.values) - min(self.values)
+
+    def __str__(self) -> str:
+        if len(self.values) == 1:
+            return f"{self.values[0]:.3f}"
+        return f"{self.mean:.3f} [{min(self.values):.3f}, {max(self.values):.3f}]"
+
+
+def spread(per_seed: Sequence[Mapping], get) -> Spread:
+    return Spread([float(get(m)) for m in per_seed])
+
+
+def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]]) -> list[tuple[bool, str]]:
+    """The issue's done-when lines, each (met, what was measured)."""
+    out = []
+    for stage in CHAIN[1:]:
+        before = Spread([r["before"] for r in rewards[stage]])
+        after = Spread([r["after"] for r in rewards[stage]])
+        gain, noise = after.mean - before.mean, max(before.range, after.range)
+        out.append((gain > noise, f"{stage} raises its own reward on val: {before} -> {after} (gain {gain:+.3f}, "
+                                  f"seed range {noise:.3f})"))
+    for previous, stage in zip(CHAIN, CHAIN[1:]):
+        for name, get in METRICS[:2]:
+            drop = spread(metrics[previous], get).mean - spread(metrics[stage], get).mean
+            out.append((drop <= F1_TOLERANCE, f"{stage} vs {previous}, {name}: change {-drop:+.3f} "
+                                               f"(may not fall by more than {F1_TOLERANCE})"))
+    final, sft = CHAIN[-1], CHAIN[0]
+    for name, get in METRICS[:2]:
+        a, b = spread(metrics[final], get), spread(metrics[sft], get)
+        gain, noise = a.mean - b.mean, max(a.range, b.range)
+        out.append((gain > noise, f"{final} beats sft on {name}: {b} -> {a} (gain {gain:+.3f}, seed range {noise:.3f})"))
+    for name, get in METRICS[2:4]:
+        a, b = spread(metrics[final], get), spread(metrics[sft], get)
+        out.append((a.mean >= b.mean, f"{final} {name} not below sft's: {b} -> {a}"))
+    valid = spread(metrics[final], METRICS[4][1])
+    out.append((min(valid.values) >= SCHEMA_VALID_TARGET, f"{final} schema-valid >= {SCHEMA_VALID_TARGET:.0%}: {valid}"))
+    a, b = spread(metrics["stage1"], METRICS[5][1]), spread(metrics["sft"], METRICS[5][1])
+    out.append((a.mean > b.mean, f"stage1 CLIP score above sft's (val): {b} -> {a}"))
+    return out
+
+
+def plot_curves(curves: Mapping[str, list[list[tuple[int, float]]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, per_seed in curves.items():
+        xs = [step for step, _ in per_seed[0]]
+        rows = [[value for _, value in seed] for seed in per_seed]
+        means = [sum(col) / len(col) for col in zip(*rows)]
+        ax.plot(xs, means, marker="o", label=name)
+        ax.fill_between(xs, [min(c) for c in zip(*rows)], [max(c) for c in zip(*rows)], alpha=0.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(f"R1 on val (first {CHECKPOINT_CLIPS} clips, greedy)")
+    ax.set_title("Stage 1: actor-critic vs GRPO (mean and range over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str) -> str:
+    lines = [
+        "# RL learning record", "",
+        f"Made by `{command}` on the synthetic world and the tiny models of `make demo` (2 CPU cores). "
+        "Every figure: greedy decoding on the val split (150 clips), mean over seeds "
+        f"{', '.join(map(str, seeds))} with the range [min, max]. Nothing here is selected on test.", "",
+        "## Every model", "",
+        "| model | " + " | ".join(name for name, _ in METRICS) + " |",
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
+    for run in RUNS:
+        row = [str(spread(metrics[run.name], get)) for _, get in METRICS]
+        lines.append(f"| {run.name} | " + " | ".join(row) + " |")
+    lines += ["", "`stage1_grpo`: stage 1 trained by critic-free GRPO (same reward, steps and seeds) instead of "
+              "the actor-critic; `sft_control`: the SFT model trained further by SFT on as many clips as the "
+              "three RL stages see.", "",
+              "## Each RL stage's own reward (its YAML's rewards and weights, on the greedy val answers)", "",
+              "| stage | starts from | before | after |", "|---|---|---|---|"]
+    for run in RUNS:
+        if run.rl:
+            before = Spread([r["before"] for r in rewards[run.name]])
+            after = Spread([r["after"] for r in rewards[run.name]])
+            lines.append(f"| {run.name} | {run.start} | {before} | {after} |")
+    lines += ["", f"![R1 on val against steps]({curves_file})", "", "## The RL issue's targets", ""]
+    lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in check_lines]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--work", default="work/record", help="where the runs and evaluations go")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET)
+    parser.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score (R1's model)")
+    parser.add_argument("--out", default="records/rl_record.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+    metrics: dict[str, list[dict]] = {run.name: [] for run in RUNS}
+    rewards: dict[str, list[dict]] = {run.name: [] for run in RUNS if run.rl}
+    curves: dict[str, list] = {run.name: [] for run in RUNS if run.curve}
+    for seed in args.seeds:
+        root = Path(args.work) / f"seed{seed}"
+        evals = {}
+        for run in RUNS:
+            model_dir = train(run, seed, root)
+            evals[run.name] = evaluate(model_dir, root / "eval" / run.name, args.dataset, args.clip_model)
+            metrics[run.name].append(evals[run.name])
+        seed_rewards = own_rewards(root, evals, args.dataset)
+        for name, value in seed_rewards.items():
+            rewards[name].append(value)
+        for run in RUNS:
+            if run.curve:
+                curves[run.name].append(
+                    r1_curve(root / run.name, root / "eval" / run.start, root / "eval", args.dataset, args.clip_model)
+                )
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    curves_file = out.with_suffix(".r1_curve.png")
+    plot_curves({"actor-critic": curves["stage1"], "GRPO": curves["stage1_grpo"]}, curves_file)
+    command = "make rl-record SEEDS=\"" + " ".join(map(str, args.seeds)) + "\""
+    check_lines = checks(metrics, rewards)
+    out.write_text(render(args.seeds, metrics, rewards, curves_file.name, check_lines, command))
+    raw = {"seeds": args.seeds, "rewards": rewards, "curves": curves,
+           "metrics": {k: [{n: get(m) for n, get in METRICS} for m in v] for k, v in metrics.items()}}
+    out.with_suffix(".json").write_text(json.dumps(raw, indent=2))
+    print(out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The RL record's arithmetic (evaluate/record.py): spreads over seeds and the done-when checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluate import record
+
+
+def _metrics(act=0.8, expl=0.8, act_m=0.5, expl_m=0.5, valid=1.0, clip=0.57):
+    return {"actions": {"f1_all": act, "mf1": act_m}, "reasons": {"f1_all": expl, "mf1": expl_m},
+            "schema_valid_rate": valid, "clip_score": clip}
+
+
+def _chain(**per_stage):
+    """Three seeds per model; per_stage overrides a model's metrics as a list of three dicts."""
+    base = {run.name: [_metrics() for _ in range(3)] for run in record.RUNS}
+    base.update(per_stage)
+    return base
+
+
+def _rewards(before=(0.5, 0.5, 0.5), after=(0.6, 0.6, 0.6)):
+    return {run.name: [{"before": b, "after": a} for b, a in zip(before, after)] for run in record.RUNS if run.rl}
+
+
+def _check(lines, prefix):
+    return [ok for ok, text in lines if text.startswith(prefix)]
+
+
+def test_spread_mean_range_and_text():
+    s = record.Spread([0.1, 0.3, 0.2])
+    assert s.mean == pytest.approx(0.2) and s.range == pytest.approx(0.2)
+    assert str(s) == "0.200 [0.100, 0.300]"
+
+
+def test_a_gain_within_the_seed_range_is_no_gain():
+    lines = record.checks(_chain(), _rewards(before=(0.5, 0.5, 0.5), after=(0.45, 0.6, 0.6)))
+    assert _check(lines, "stage2 raises its own reward") == [False]  # gain 0.05 < range 0.15
+    lines = record.checks(_chain(), _rewards())
+    assert _check(lines, "stage2 raises its own reward") == [True]
+
+
+def test_a_stage_that_lowers_f1_by_more_than_the_tolerance_is_a_miss():
+    lines = record.checks(_chain(stage2=[_metrics(act=0.78) for _ in range(3)]), _rewards())
+    assert _check(lines, "stage2 vs stage1, act F1_all") == [False]
+    assert _check(lines, "stage3 vs stage2, act F1_all") == [True]  # stage 3 climbs back: fine
+    lines = record.checks(_chain(stage2=[_metrics(act=0.795) for _ in range(3)]), _rewards())
+    assert _check(lines, "stage2 vs stage1, act F1_all") == [True]
+
+
+def test_final_stage_must_beat_sft_beyond_the_range_and_keep_mf1_and_validity():
+    better = [_metrics(act=0.85, expl=0.85, valid=0.995) for _ in range(3)]
+    lines = record.checks(_chain(stage3=better), _rewards())
+    assert all(_check(lines, "stage3 beats sft"))
+    assert _check(lines, "stage3 schema-valid") == [True]
+    worse = [_metrics(act=0.85, expl=0.85, act_m=0.4, valid=0.98) for _ in range(3)]
+    lines = record.checks(_chain(stage3=worse), _rewards())
+    assert _check(lines, "stage3 act mF1 not below") == [False]
+    assert _check(lines, "stage3 schema-valid") == [False]
+
+
+def test_rl_prompts_seen_counts_clips_not_completions():
+    recipe = {"per_device_train_batch_size": 32, "gradient_accumulation_steps": 2, "num_generations": 8, "max_steps": 10}
+    assert record.rl_prompts_seen(recipe) == 80
