@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from recipes.checkpoints import resolve_resume
+
 logger = logging.getLogger("smoldrive")
 
 # Packages whose versions are recorded beside every saved model (the recipes were tested with these).
@@ -504,6 +506,7 @@ def run_rl_stage(recipe: RLRecipeArguments, training_args: Any, model_args: Any,
     from trl import GRPOTrainer
 
     setup_logging(training_args)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)  # before loading
     precision = apply_precision(training_args, recipe.precision)
     processor = load_processor(model_args, recipe)
     model = load_model(model_args, precision)
@@ -524,6 +527,6 @@ def run_rl_stage(recipe: RLRecipeArguments, training_args: Any, model_args: Any,
         optimizers=(optimizer, None),
         **trainer_kwargs,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     save_stage(trainer, processor, training_args.output_dir, recipe_as_dict(recipe, training_args, model_args))
     return trainer

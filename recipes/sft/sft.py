@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from recipes import common
+from recipes.checkpoints import resolve_resume
 
 
 @dataclass
@@ -25,6 +26,7 @@ class SFTRecipeArguments(common.RecipeArguments):
 def main(argv: list[str] | None = None) -> None:
     recipe, training_args, model_args = common.parse_recipe((SFTRecipeArguments, SFTConfig, ModelConfig), argv)
     common.setup_logging(training_args)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)  # before loading
     precision = common.apply_precision(training_args, recipe.precision)
 
     processor = common.load_processor(model_args, recipe)
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         peft_config=common.lora_config(model_args),
         optimizers=(optimizer, None),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     common.save_stage(trainer, processor, training_args.output_dir, common.recipe_as_dict(recipe, training_args, model_args))
 
 

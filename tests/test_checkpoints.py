@@ -1,0 +1,87 @@
+"""Resuming: ``--resume_from_checkpoint true`` finds the newest complete checkpoint; half-written
+ones are skipped, naming them; a wrong path is a clear error before anything loads."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from recipes.checkpoints import resolve_resume
+
+
+def _checkpoint(root, step, complete=True):
+    folder = root / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    if complete:
+        (folder / "trainer_state.json").write_text("{}")
+    return folder
+
+
+def test_true_resumes_from_the_newest_complete_checkpoint(tmp_path):
+    _checkpoint(tmp_path, 5)
+    newest = _checkpoint(tmp_path, 10)
+    _checkpoint(tmp_path, 2)
+    for value in ("true", "True", True, "last"):
+        assert resolve_resume(value, tmp_path) == str(newest)
+
+
+def test_a_half_written_checkpoint_is_skipped_with_a_message_naming_it(tmp_path, caplog):
+    complete = _checkpoint(tmp_path, 10)
+    half = _checkpoint(tmp_path, 20, complete=False)
+    with caplog.at_level(logging.WARNING, logger="smoldrive"):
+        assert resolve_resume("true", tmp_path) == str(complete)
+    assert str(half) in caplog.text and "trainer_state.json" in caplog.text
+
+
+def test_true_without_a_complete_checkpoint_is_an_error_naming_the_folder(tmp_path):
+    _checkpoint(tmp_path, 20, complete=False)
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        resolve_resume("true", tmp_path)
+    with pytest.raises(ValueError, match="no complete"):
+        resolve_resume("true", tmp_path / "never-written")
+
+
+def test_an_explicit_path_must_be_a_complete_checkpoint(tmp_path):
+    complete = _checkpoint(tmp_path, 3)
+    assert resolve_resume(str(complete), tmp_path) == str(complete)
+    half = _checkpoint(tmp_path, 4, complete=False)
+    with pytest.raises(ValueError, match="trainer_state.json"):
+        resolve_resume(str(half), tmp_path)
+    with pytest.raises(ValueError, match="not a folder"):
+        resolve_resume(str(tmp_path / "nope"), tmp_path)
+
+
+@pytest.mark.parametrize("value", [None, False, "false", "", "none"])
+def test_no_resume_starts_fresh(tmp_path, value):
+    _checkpoint(tmp_path, 3)
+    assert resolve_resume(value, tmp_path) is None
+
+
+def test_sft_recipe_resumes_with_true_after_a_kill_left_a_half_written_checkpoint(
+    tiny_vlm_dir, small_prepared_dataset, tmp_path, caplog
+):
+    """The user's path: train with checkpoints, a kill leaves the newest half-written, rerun with
+    ``--resume_from_checkpoint true``: the run continues from the last complete one."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from recipes.sft import sft
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "sft" / "sft_demo.yaml"
+    out = tmp_path / "sft"
+    common = ["--config", str(recipe), "--model_name_or_path", str(tiny_vlm_dir), "--dataset_path",
+              str(small_prepared_dataset), "--output_dir", str(out), "--eval_strategy", "no", "--disable_tqdm", "true",
+              "--per_device_train_batch_size", "4", "--save_strategy", "steps", "--save_steps", "1", "--logging_steps", "1"]
+    sft.main([*common, "--max_steps", "2"])
+    (out / "checkpoint-2" / "trainer_state.json").unlink()  # the kill: checkpoint-2 never finished
+    shutil.rmtree(out / "runs", ignore_errors=True)
+    with caplog.at_level(logging.INFO, logger="smoldrive"):
+        sft.main([*common, "--max_steps", "3", "--resume_from_checkpoint", "true"])
+    assert f"skipping {out / 'checkpoint-2'}" in caplog.text
+    assert f"resuming from {out / 'checkpoint-1'}" in caplog.text
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]
