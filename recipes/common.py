@@ -189,33 +189,71 @@ def torch_dtype(precision: str) -> torch.dtype:
 # Model and processor
 
 
-def check_model_source(name_or_path: str) -> None:
-    """Fail at once, with what to do, when a hub model cannot be reached."""
-    if Path(name_or_path).is_dir():
-        return
-    if os.path.sep in name_or_path and not name_or_path.count("/") == 1:
-        raise RecipeError(f"model folder not found: {name_or_path}")
+# Seconds to wait for the model hub's host before calling it unreachable (an offline machine
+# otherwise spends minutes in the hub client's retries before saying so).
+HUB_CONNECT_TIMEOUT_S = 3.0
+
+
+def looks_local(name_or_path: str) -> bool:
+    """A path, not a hub id ("org/name"): starts with ./ ../ / ~, has more or fewer than one
+    slash, or its first component is a folder here (``work/nope`` when ``work/`` exists)."""
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+        return True
+    return Path(name_or_path).parent.is_dir()
+
+
+def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub's host opens within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
     from huggingface_hub import constants
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
+    url = urlparse(constants.ENDPOINT)
     try:
-        from huggingface_hub import snapshot_download
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
-        # Cheap when cached; otherwise this is where an offline machine fails.
-        snapshot_download(name_or_path, allow_patterns=["config.json"], local_files_only=constants.HF_HUB_OFFLINE)
-    except (LocalEntryNotFoundError, OSError, Exception) as err:  # noqa: BLE001 (hub errors vary)
+
+def check_model_source(name_or_path: str) -> None:
+    """Fail at once, with what to do, when the model cannot be loaded: a local folder that is not
+    there, or a hub model that is neither cached nor reachable. Runs before anything loads."""
+    if Path(name_or_path).expanduser().is_dir():
+        return
+    if looks_local(name_or_path):
         raise RecipeError(
-            f"cannot load {name_or_path!r}: the model hub is not reachable from here and the model is "
-            f"not in the local cache ({type(err).__name__}). Point the recipe at a local model folder "
-            "with --model_name_or_path /path/to/SmolVLM-Instruct (a folder saved with save_pretrained), "
-            "or run `make demo`, which builds a tiny SmolVLM-shaped model offline."
-        ) from err
+            f"model folder not found: {name_or_path} (train the stage before it first, e.g. `make sft`, or "
+            "point --model_name_or_path at a folder saved with save_pretrained)"
+        )
+    from huggingface_hub import constants, snapshot_download
+
+    try:  # cached: nothing to reach
+        snapshot_download(name_or_path, allow_patterns=["config.json"], local_files_only=True)
+        return
+    except Exception:  # noqa: BLE001 - not cached (hub client errors vary)
+        pass
+    advice = (
+        "Point the recipe at a local model folder with --model_name_or_path /path/to/SmolVLM-Instruct (a folder "
+        "saved with save_pretrained), or run `make demo`, which builds a tiny SmolVLM-shaped model offline."
+    )
+    if constants.HF_HUB_OFFLINE or not hub_reachable():
+        raise RecipeError(
+            f"cannot load {name_or_path!r}: it is not in the local cache and the model hub "
+            f"({constants.ENDPOINT}) is not reachable from here. {advice}"
+        )
+    try:
+        snapshot_download(name_or_path, allow_patterns=["config.json"])
+    except Exception as err:  # noqa: BLE001 - hub errors vary (no such repo, gated, network)
+        raise RecipeError(f"cannot load {name_or_path!r} from the model hub ({type(err).__name__}: {err}). {advice}") from err
 
 
 def load_processor(model_args: Any, recipe: RecipeArguments):
     """The model's processor with the recipe's image budget applied."""
     from transformers import AutoProcessor
 
+    check_model_source(model_args.model_name_or_path)  # before anything loads: fast, true failures
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     image_processor = processor.image_processor
     image_processor.do_image_splitting = recipe.image_splitting

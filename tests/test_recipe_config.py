@@ -97,3 +97,42 @@ def test_lora_targets_the_text_model_only():
     assert pattern.fullmatch("model.text_model.layers.0.self_attn.q_proj")
     assert pattern.fullmatch("model.text_model.layers.3.mlp.down_proj")
     assert not pattern.fullmatch("model.vision_model.encoder.layers.0.self_attn.q_proj")
+
+
+@pytest.mark.parametrize("name", ["work/nope", "./nope", "/abs/nope", "a/b/c", "nope"])
+def test_a_missing_local_model_folder_fails_at_once_naming_it(tmp_path, monkeypatch, name):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common, "hub_reachable", lambda *a, **k: pytest.fail("a local path must not reach the hub"))
+    with pytest.raises(common.RecipeError, match=f"model folder not found: {name}"):
+        common.check_model_source(name)
+
+
+def test_an_unreachable_hub_fails_at_once_with_advice(monkeypatch):
+    import time
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(common, "hub_reachable", lambda *a, **k: False)
+    started = time.perf_counter()
+    with pytest.raises(common.RecipeError, match="not reachable.*make demo"):
+        common.check_model_source("HuggingFaceTB/SmolVLM-Instruct-does-not-exist")
+    assert time.perf_counter() - started < common.HUB_CONNECT_TIMEOUT_S
+
+
+def test_hub_probe_says_no_when_the_host_refuses(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://127.0.0.1:9")  # discard port: refused
+    assert common.hub_reachable(timeout=1.0) is False
+
+
+def test_the_processor_is_not_loaded_before_the_model_source_is_checked(monkeypatch):
+    import transformers
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the processor loaded before the source was checked"))
+    model_args = ModelConfig(model_name_or_path="./no/such/model")
+    with pytest.raises(common.RecipeError, match="model folder not found"):
+        common.load_processor(model_args, common.RecipeArguments())
