@@ -14,6 +14,8 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
+from recipes.errors import RecipeError
+
 logger = logging.getLogger("smoldrive")
 
 TRUE_WORDS = ("true", "yes", "1", "last", "latest")
@@ -62,7 +64,7 @@ def resolve_resume(value: str | bool | None, output_dir: str | Path) -> str | No
     if value is True or text.lower() in TRUE_WORDS:
         found = newest_complete_checkpoint(output_dir)
         if found is None:
-            raise ValueError(
+            raise RecipeError(
                 f"resume_from_checkpoint: no complete {PREFIX_CHECKPOINT_DIR}-N folder in {output_dir} "
                 "(set save_strategy/save_steps to write some, or leave resume_from_checkpoint out to start fresh)"
             )
@@ -72,8 +74,8 @@ def resolve_resume(value: str | bool | None, output_dir: str | Path) -> str | No
         return None
     folder = Path(text)
     if not folder.is_dir():
-        raise ValueError(f"resume_from_checkpoint: {folder} is not a folder")
+        raise RecipeError(f"resume_from_checkpoint: {folder} is not a folder")
     missing = missing_parts(folder)
     if missing:
-        raise ValueError(f"resume_from_checkpoint: {folder} is incomplete: no {' and no '.join(missing)}")
+        raise RecipeError(f"resume_from_checkpoint: {folder} is incomplete: no {' and no '.join(missing)}")
     return str(folder)

@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from recipes.checkpoints import resolve_resume
+from recipes.errors import RecipeError
 
 logger = logging.getLogger("smoldrive")
 
@@ -97,8 +98,15 @@ class RLRecipeArguments(RecipeArguments):
 # Parsing
 
 
-class RecipeError(ValueError):
-    """A recipe or its inputs are wrong in a way the user can fix; the message says how."""
+def run_cli(main: Any) -> None:
+    """Run a stage script's ``main``: a :class:`RecipeError` (or a bad resume setting) is one line
+    on stderr and exit status 2, not a chained traceback; anything else is a bug and keeps its
+    traceback."""
+    try:
+        main()
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def parse_recipe(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:

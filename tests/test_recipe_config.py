@@ -136,3 +136,17 @@ def test_the_processor_is_not_loaded_before_the_model_source_is_checked(monkeypa
     model_args = ModelConfig(model_name_or_path="./no/such/model")
     with pytest.raises(common.RecipeError, match="model folder not found"):
         common.load_processor(model_args, common.RecipeArguments())
+
+
+def test_a_recipe_error_is_one_line_and_exit_status_2(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_name_or_path: x\nnot_a_key: 1\n")
+    result = subprocess.run([sys.executable, "-m", "recipes.stage2.stage2", "--config", str(bad)],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not_a_key" in errors[0] and str(bad) in errors[0]
