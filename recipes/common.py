@@ -291,11 +291,29 @@ def quantization_config(model_args: Any, precision: str):
     return get_quantization_config(model_args)
 
 
+def check_weight_files(folder: str | Path) -> None:
+    """Every ``*.safetensors`` in a local model folder opens (a copy cut short, a corrupt
+    download): a clear error naming the file instead of a loader error deep in transformers."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise RecipeError(
+                f"{path} is truncated or corrupt ({err}); copy or download the model again, or re-run the stage "
+                "that wrote it"
+            ) from None
+
+
 def load_model(model_args: Any, precision: str):
     """Load the VLM exactly as a user loads HuggingFaceTB/SmolVLM-Instruct (or a previous stage)."""
     from transformers import AutoModelForImageTextToText
 
     check_model_source(model_args.model_name_or_path)
+    if Path(model_args.model_name_or_path).is_dir():
+        check_weight_files(model_args.model_name_or_path)
     quantization = quantization_config(model_args, precision)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(precision)}
     if model_args.attn_implementation:

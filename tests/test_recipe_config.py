@@ -150,3 +150,16 @@ def test_a_recipe_error_is_one_line_and_exit_status_2(tmp_path):
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "not_a_key" in errors[0] and str(bad) in errors[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_truncated_or_corrupt_weight_file_is_an_error_naming_it(tiny_vlm_dir, tmp_path, damage):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_vlm_dir, folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"garbage" * 8)
+    with pytest.raises(common.RecipeError, match=str(weights)):
+        common.load_model(ModelConfig(model_name_or_path=str(folder)), "fp32")
