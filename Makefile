@@ -105,6 +105,13 @@ predict: $(INSTALLED) ## run MODEL over a video or frame folder INPUT, one JSON 
 
 DEMO_EVAL   ?= --max-samples 200 --clip-model local-dir:$(MODELS)/tiny-clip-trained
 DEMO_STAGES ?= sft stage1 stage2 stage3
+# The demo YAMLs name work/; these overrides put every stage's input and output under WORK instead.
+DEMO_FROM_sft      = $(MODELS)/tiny-smolvlm
+DEMO_FROM_stage1   = $(WORK)/sft
+DEMO_FROM_stage2   = $(WORK)/stage1
+DEMO_FROM_stage3   = $(WORK)/stage2
+DEMO_REWARD_stage1 = --reward_params '{"clip_alignment": {"model_name": "local-dir:$(MODELS)/tiny-clip-trained", "pretrained": null}}'
+demo_paths         = --model_name_or_path $(DEMO_FROM_$(1)) --dataset_path $(OUT) --output_dir $(WORK)/$(1) $(DEMO_REWARD_$(1))
 
 demo: ## the main job on the embedded default: synthetic world -> dataset -> tiny models -> training chain -> eval table
 	$(MAKE) synth
@@ -112,10 +119,8 @@ demo: ## the main job on the embedded default: synthetic world -> dataset -> tin
 	$(MAKE) tiny-models
 	$(MAKE) clip
 	$(MAKE) eval MODEL=$(MODELS)/tiny-smolvlm EVAL_OUT=$(WORK)/eval/untrained EVAL_ARGS="$(DEMO_EVAL) --label untrained"
-	for stage in $(DEMO_STAGES); do \
-		$(MAKE) $$stage VARIANT=demo && \
-		$(MAKE) eval MODEL=$(WORK)/$$stage EVAL_OUT=$(WORK)/eval/$$stage EVAL_ARGS="$(DEMO_EVAL) --label $$stage" || exit 1; \
-	done
+	$(foreach s,$(DEMO_STAGES),$(LAUNCH) -m recipes.$(s).$(s) --config recipes/$(s)/$(s)_demo.yaml $(call demo_paths,$(s)) $(ARGS) && \
+		$(PY) -m evaluate.run --model $(WORK)/$(s) --dataset $(OUT) --split $(SPLIT) --out $(WORK)/eval/$(s) $(DEMO_EVAL) --label $(s) && ) true
 	$(MAKE) report RUNS="untrained=$(WORK)/eval/untrained $(foreach s,$(DEMO_STAGES),$(s)=$(WORK)/eval/$(s))" \
 		LOGS="$(foreach s,$(DEMO_STAGES),$(s)=$(WORK)/$(s))"
 	@cat $(WORK)/eval/report/report.md

@@ -1,0 +1,62 @@
+"""`make demo WORK=/somewhere/else` keeps every stage's input and output under WORK: the stage
+commands `make -n demo` prints, parsed by the recipes' own parser, name no other place."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("sft", "stage1", "stage2", "stage3")
+
+
+def _stage_commands(work: Path) -> dict[str, list[str]]:
+    printed = subprocess.run(["make", "-n", "demo", f"WORK={work}"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
+    commands = {}
+    pieces = [piece for line in printed.replace("\\\n", " ").splitlines() for piece in line.split("&&")]
+    for piece in pieces:
+        words = shlex.split(piece)
+        if "-m" in words and words[words.index("-m") + 1].startswith("recipes."):
+            commands[words[words.index("-m") + 1].split(".")[1]] = words[words.index("-m") + 2:]
+    return commands
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory):
+    work = tmp_path_factory.mktemp("elsewhere")
+    return work, _stage_commands(work)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_demo_stage_reads_and_writes_under_work(commands, stage):
+    import importlib
+
+    from recipes import common
+
+    work, found = commands
+    assert stage in found, sorted(found)
+    module = importlib.import_module(f"recipes.{stage}.{stage}")
+    parsed = common.parse_recipe(_dataclasses(module, stage), found[stage])
+    recipe, training_args, model_args = parsed
+    for value in (model_args.model_name_or_path, recipe.dataset_path, training_args.output_dir):
+        assert str(value).startswith(str(work)), value
+    for params in (common.reward_params(recipe) if hasattr(recipe, "reward_funcs") else {}).values():
+        name = str(params.get("model_name", ""))
+        assert not name.startswith("local-dir:") or name.startswith(f"local-dir:{work}"), name
+
+
+def _dataclasses(module, stage):
+    from trl import GRPOConfig, ModelConfig, SFTConfig
+
+    from recipes import common
+    from recipes.actor_critic import ActorCriticConfig
+
+    if stage == "sft":
+        return module.SFTRecipeArguments, SFTConfig, ModelConfig
+    if stage == "stage1":
+        return module.Stage1RecipeArguments, ActorCriticConfig, ModelConfig
+    return common.RLRecipeArguments, GRPOConfig, ModelConfig
