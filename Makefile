@@ -20,6 +20,16 @@ FRAMES      ?= 4
 STRIDE      ?= 1
 IMAGE_SIZE  ?= 64
 JOBS        ?= 2
+# more data options (empty: the prepare script's default): a folder of clip frames or of videos per
+# clip, the reason order, what to do with short clips, SKIP_BAD=1, OVERWRITE=1, and DATA_ARGS for
+# anything else `python -m data_prep.prepare --help` lists
+FRAMES_DIR  ?=
+VIDEOS_DIR  ?=
+REASON_ORDER ?=
+SHORT_CLIP  ?=
+SKIP_BAD    ?=
+OVERWRITE   ?=
+DATA_ARGS   ?=
 # tiny offline stand-ins for HuggingFaceTB/SmolVLM-Instruct and an open_clip model
 MODELS      ?= $(WORK)/models
 # recipes: VARIANT= runs recipes/<stage>/<stage>.yaml (the real models), VARIANT=demo the _demo.yaml
@@ -70,9 +80,11 @@ synth: $(INSTALLED) ## write the synthetic world as a BDD-OIA release (SYNTH_ROO
 	@if [ -f $(SYNTH_ROOT)/truth.json ]; then echo "$(SYNTH_ROOT) exists: reusing it (make clean, or SYNTH_ROOT=..., for a new one)"; \
 	else $(PY) -m data_prep.synth --out $(SYNTH_ROOT) --clips $(SYNTH_CLIPS) --seed $(SEED) --num-proc $(JOBS); fi
 
-data: $(INSTALLED) ## prepare a dataset from a BDD-OIA release (BDDOIA_ROOT OUT FRAMES STRIDE IMAGE_SIZE JOBS)
+data: $(INSTALLED) ## prepare a dataset from a BDD-OIA release (BDDOIA_ROOT OUT FRAMES STRIDE IMAGE_SIZE JOBS FRAMES_DIR VIDEOS_DIR REASON_ORDER SHORT_CLIP SKIP_BAD OVERWRITE DATA_ARGS)
 	$(PY) -m data_prep.prepare --root $(BDDOIA_ROOT) --out $(OUT) --frames $(FRAMES) --stride $(STRIDE) \
-		--image-size $(IMAGE_SIZE) --num-proc $(JOBS)
+		--image-size $(IMAGE_SIZE) --num-proc $(JOBS) $(if $(FRAMES_DIR),--frames-dir $(FRAMES_DIR)) \
+		$(if $(VIDEOS_DIR),--videos-dir $(VIDEOS_DIR)) $(if $(REASON_ORDER),--reason-order $(REASON_ORDER)) \
+		$(if $(SHORT_CLIP),--short-clip $(SHORT_CLIP)) $(if $(SKIP_BAD),--skip-bad) $(if $(OVERWRITE),--overwrite) $(DATA_ARGS)
 
 audit: $(INSTALLED) ## which reason order fits an annotation set (BDDOIA_ROOT)
 	$(PY) -m data_prep.audit --root $(BDDOIA_ROOT)

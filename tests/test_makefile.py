@@ -1,5 +1,5 @@
-"""`make demo WORK=/somewhere/else` keeps every stage's input and output under WORK: the stage
-commands `make -n demo` prints, parsed by the recipes' own parser, name no other place."""
+"""The Makefile passes what users set: `make demo WORK=/somewhere/else` keeps every stage's input and
+output under WORK, and `make data` hands every option of the prepare script on."""
 
 from __future__ import annotations
 
@@ -60,3 +60,21 @@ def _dataclasses(module, stage):
     if stage == "stage1":
         return module.Stage1RecipeArguments, ActorCriticConfig, ModelConfig
     return common.RLRecipeArguments, GRPOConfig, ModelConfig
+
+
+def test_make_data_passes_every_option_of_the_prepare_script():
+    from data_prep.prepare import build_parser
+
+    variables = ["BDDOIA_ROOT=/r", "OUT=/o", "FRAMES=5", "STRIDE=2", "IMAGE_SIZE=96", "JOBS=3", "FRAMES_DIR=/f",
+                 "VIDEOS_DIR=/v", "REASON_ORDER=/order.json", "SHORT_CLIP=error", "SKIP_BAD=1", "OVERWRITE=1",
+                 "DATA_ARGS=--jpeg-quality 80 --image-format png --samples-per-shard 7"]
+    printed = subprocess.run(["make", "-n", "data", *variables], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.replace("\\\n", " ")
+    line = next(line for line in printed.splitlines() if "-m data_prep.prepare" in line)
+    words = shlex.split(line)
+    args = build_parser().parse_args(words[words.index("-m") + 2:])
+    expected = dict(root=Path("/r"), out=Path("/o"), frames=5, stride=2, image_size=96, num_proc=3,
+                    frames_dir=Path("/f"), videos_dir=Path("/v"), reason_order="/order.json", short_clip="error",
+                    skip_bad=True, overwrite=True, jpeg_quality=80, image_format="png", samples_per_shard=7)
+    assert {key: getattr(args, key) for key in expected} == expected
+    assert set(vars(args)) == set(expected)  # no option of the script is left out of this test
