@@ -34,7 +34,7 @@ DEFAULT_SHORT_CLIP_POLICY = "pad"
 RESAMPLE = Image.Resampling.BICUBIC
 
 _NUMBER_RUN = re.compile(r"(\d+)")
-_FLAT_FRAME = re.compile(r"^(?P<id>.+)_(?P<index>\d+)$")
+FLAT_FRAME_NAME = re.compile(r"^(?P<id>.+)_(?P<index>\d+)$")
 
 
 class FrameError(ValueError):
@@ -127,7 +127,7 @@ class ClipIndex:
                         self._folders.add(entry.name)
                         continue
                     stem, ext = os.path.splitext(entry.name)
-                    match = _FLAT_FRAME.match(stem)
+                    match = FLAT_FRAME_NAME.match(stem)
                     if ext.lower() in IMAGE_EXTENSIONS and match:
                         self._flat.setdefault(match["id"], []).append(
                             (int(match["index"]), entry.path)

@@ -39,6 +39,7 @@ from taxonomy.answer import format_answer, format_text_answer
 from taxonomy.labels import DEFAULT_REASON_ORDER, actions_from_vector, reasons_from_vector
 
 from data_prep.bddoia import (
+    DATA_DIR_NAME,
     SPLITS,
     AnnotationError,
     BddOia,
@@ -51,6 +52,8 @@ from data_prep.bddoia import (
 )
 from data_prep.frames import (
     DEFAULT_SHORT_CLIP_POLICY,
+    FLAT_FRAME_NAME,
+    IMAGE_EXTENSIONS,
     SHORT_CLIP_POLICIES,
     ClipIndex,
     ClipSource,
@@ -177,6 +180,11 @@ def generate_examples(shards: list[dict], settings: dict) -> Iterator[dict]:
                     frames = load_frames(ClipSource(sample["id"], "video", tuple(sample["paths"])), spec)
                 else:  # the M frame files were chosen while planning
                     frames = load_frame_files(sample["paths"], spec.image_size, sample["id"])
+                annotated = sample.get("annotated")
+                if annotated and annotated not in sample["paths"]:
+                    # The labelled frame is the clip's reason to exist: a corrupt one is a bad sample
+                    # even when the clip's frames come from elsewhere.
+                    load_frame_files([annotated], spec.image_size, sample["id"])
             except FrameError as err:
                 entry = {
                     "file": err.path or sample["paths"][0],
@@ -229,12 +237,33 @@ def load_descriptions(root: Path) -> tuple[dict[str, str], Path | None]:
     return data, path
 
 
+def has_flat_clip_frames(folder: Path) -> bool:
+    """Whether ``folder`` holds clip frames ``<id>_<k>.jpg`` beside an annotated ``<id>.jpg`` (a
+    layout public BDD-OIA derivatives use)."""
+    if not folder.is_dir():
+        return False
+    stems, flat_ids = set(), set()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            stem, ext = os.path.splitext(entry.name)
+            if ext.lower() not in IMAGE_EXTENSIONS:
+                continue
+            stems.add(stem)
+            match = FLAT_FRAME_NAME.match(stem)
+            if match:
+                flat_ids.add(match["id"])
+    return bool(flat_ids & stems)
+
+
 def resolve_clip_dirs(
     root: Path, frames_dir: Path | str | None, videos_dir: Path | str | None
 ) -> tuple[Path | None, Path | None]:
-    """Explicit folders win; otherwise <root>/clips and <root>/videos when they exist."""
+    """Explicit folders win; otherwise <root>/clips and <root>/videos when they exist, else
+    <root>/data itself when it holds ``<id>_<k>.jpg`` clip frames beside the annotated ``<id>.jpg``."""
     if frames_dir is None and (root / CLIPS_DIR_NAME).is_dir():
         frames_dir = root / CLIPS_DIR_NAME
+    if frames_dir is None and has_flat_clip_frames(root / DATA_DIR_NAME):
+        frames_dir = root / DATA_DIR_NAME
     if videos_dir is None and (root / VIDEOS_DIR_NAME).is_dir():
         videos_dir = root / VIDEOS_DIR_NAME
     return (Path(frames_dir) if frames_dir else None, Path(videos_dir) if videos_dir else None)
@@ -281,15 +310,24 @@ def plan_samples(
         for path in dict.fromkeys(paths):
             stat = os.stat(path)
             files.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-        samples[record.split].append(_payload(record, source.kind, paths, description))
+        samples[record.split].append(_payload(record, source.kind, paths, description, record.image_path))
     return Plan(samples, problems, files.hexdigest(), descriptions_file, templated)
 
 
-def _payload(record: Record, kind: str, paths: list[str], description: str) -> dict:
+def _emptied_split_error(split: str, failures: list[dict]) -> FrameError:
+    shown = "; ".join(f"{e['file']}: {e['message']}" for e in failures[:3])
+    return FrameError(
+        f"--skip-bad would leave split {split!r} empty: none of its samples could be decoded (nothing was "
+        f"written). First failures: {shown}"
+    )
+
+
+def _payload(record: Record, kind: str, paths: list[str], description: str, annotated: Path | str) -> dict:
     return {
         "id": record.id,
         "kind": "video" if kind == "video" else "frames",
         "paths": paths,
+        "annotated": str(annotated),
         "actions": list(record.actions),
         "reasons": list(record.reasons),
         "description": description,
@@ -451,6 +489,13 @@ def prepare(
     if plan.problems and not skip_bad:
         raise FrameError(format_problems(plan.problems, max_problems_shown))
     counts = {split: len(plan.samples.get(split, [])) for split in splits}
+    had_input = {p.split for p in problems} | {r.split for r in data.records}
+    emptied = [split for split in splits if split in had_input and not counts[split]]
+    if emptied:
+        raise FrameError(
+            f"--skip-bad would leave split(s) {emptied} empty: every sample there is bad. "
+            + format_problems(problems, max_problems_shown)
+        )
     log(
         f"{sum(counts.values())} samples ({', '.join(f'{s} {n}' for s, n in counts.items())}); "
         f"dropped as 'confuse': {sum(data.dropped_confuse.values())}; skipped as bad: {len(problems)}; "
@@ -530,12 +575,18 @@ def prepare(
                             f"{errors[0]['message']} (nothing was written; --skip-bad leaves such "
                             "samples out)"
                         ) from err
+                    failed = [e for e in _read_jsonl_dir(skipped_dir) if e["split"] == split]
+                    if skip_bad and counts[split] and len(failed) >= counts[split]:
+                        raise _emptied_split_error(split, failed) from None
                     raise
         finally:
             gc.unfreeze()
         decode_skipped = _read_jsonl_dir(skipped_dir)
         all_skipped = [p.to_dict() for p in problems] + decode_skipped
         final_counts = {split: len(built[split]) for split in splits}
+        for split in splits:  # every sample of a split failed to decode: an empty split is not a dataset
+            if counts[split] and not final_counts[split]:
+                raise _emptied_split_error(split, [e for e in decode_skipped if e["split"] == split])
         staged = work / "dataset"
         # datasets writes an empty split as zero shards and then cannot load it: ask for one.
         empty = {split: 1 for split in splits if final_counts[split] == 0}

@@ -282,3 +282,39 @@ def test_reason_order_option_reaches_the_dataset(world, tmp_path):
     truth = {t.id: t for t in load_truth(world)}
     for row in result.load()["val"]:
         assert row["reasons"] == list(reversed(truth[row["id"]].reasons))
+
+
+# --- clip frames beside the annotated frame, the annotated frame checked, empty splits refused ---
+
+
+def _flatten_clips_into_data(world):
+    """Move clips/<id>/00k.jpg to data/<id>_k.jpg: the layout some BDD-OIA derivatives ship."""
+    for folder in (world / "clips").iterdir():
+        for k, frame in enumerate(sorted(folder.iterdir())):
+            frame.rename(world / "data" / f"{folder.name}_{k}.jpg")
+    shutil.rmtree(world / "clips")
+
+
+def test_clip_frames_named_id_k_beside_the_annotated_frame_are_found_without_flags(world, tmp_path, capsys):
+    _flatten_clips_into_data(world)
+    result = prepare(world, tmp_path / "out", **SMALL)
+    assert f"frames from {(world / 'data').resolve()}" in capsys.readouterr().out
+    dataset = result.load()
+    assert all(len(frames) == SMALL["frames"] for frames in dataset["train"]["frames"])
+
+
+def test_a_corrupt_annotated_frame_is_caught_when_the_clip_frames_come_from_elsewhere(world, tmp_path):
+    truth = next(t for t in load_truth(world) if not t.confuse and t.split == "val")
+    annotated = world / "data" / f"{truth.id}.jpg"
+    annotated.write_bytes(b"not a jpeg")
+    with pytest.raises(FrameError, match=str(annotated)):
+        prepare(world, tmp_path / "out", **SMALL)
+
+
+def test_skip_bad_that_would_empty_a_split_is_an_error(world, tmp_path):
+    for t in load_truth(world):
+        if t.split == "val" and not t.confuse:
+            (world / "clips" / t.id / "004.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(FrameError, match=r"split .val. empty"):
+        prepare(world, tmp_path / "out", **SMALL, skip_bad=True)
+    assert not (tmp_path / "out").exists()
