@@ -271,8 +271,21 @@ def load_processor(model_args: Any, recipe: RecipeArguments):
 
 
 def quantization_config(model_args: Any, precision: str):
+    """TRL's BitsAndBytesConfig for ``load_in_4bit`` / ``load_in_8bit`` (QLoRA), or None.
+
+    On CUDA as published. Without CUDA, bitsandbytes (0.50) still runs nf4 on the CPU: slow, but
+    the same code path, so it is tested in CI; a warning says so.
+    """
     if not (model_args.load_in_4bit or model_args.load_in_8bit):
         return None
+    if not torch.cuda.is_available():
+        if model_args.load_in_8bit:
+            raise RecipeError(
+                "load_in_8bit needs CUDA; on this machine use load_in_4bit (nf4 runs on the CPU) or "
+                "load_in_8bit: false"
+            )
+        logger.warning("load_in_4bit without CUDA: bitsandbytes runs nf4 on the CPU, which is slow; fine for "
+                       "tests and small models, use a GPU for real runs")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
@@ -280,15 +293,15 @@ def quantization_config(model_args: Any, precision: str):
             "load_in_4bit/load_in_8bit (QLoRA) needs bitsandbytes: `pip install -e '.[cuda]'`, or set "
             "load_in_4bit: false for LoRA or full fine-tuning."
         ) from err
-    if not torch.cuda.is_available():
-        raise RecipeError(
-            "load_in_4bit (QLoRA) was asked for on a machine without CUDA. Use a GPU, or set "
-            "load_in_4bit: false (LoRA: use_peft: true; full fine-tuning: use_peft: false)."
-        )
     from trl import get_quantization_config
 
     model_args.dtype = str(torch_dtype(precision)).removeprefix("torch.")
     return get_quantization_config(model_args)
+
+
+def quantized_device_map() -> dict[str, Any]:
+    """A 4-bit model is placed whole on one device at load time: this process's GPU, else the CPU."""
+    return {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
 
 
 def check_weight_files(folder: str | Path) -> None:
@@ -320,8 +333,25 @@ def load_model(model_args: Any, precision: str):
         kwargs["attn_implementation"] = model_args.attn_implementation
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        kwargs["device_map"] = quantized_device_map()
+    adapter = Path(model_args.model_name_or_path) / "adapter_config.json"
+    if adapter.is_file() and quantization is None:
+        return load_merged_adapter(adapter.parent, kwargs)
     return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **kwargs)
+
+
+def load_merged_adapter(folder: Path, kwargs: dict[str, Any]):
+    """A previous stage saved as a LoRA adapter (a QLoRA run: its 4-bit base cannot be merged
+    losslessly on disk): load its base at this stage's precision and merge the adapter in, so this
+    stage starts from exactly what the previous one learnt and adds its own LoRA on top."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
+    check_model_source(base)
+    logger.info("%s is a LoRA adapter over %s: merging it into the base", folder, base)
+    model = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
+    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
 
 
 def lora_config(model_args: Any):

@@ -81,10 +81,10 @@ def test_hub_model_without_network_fails_at_once_with_advice(monkeypatch):
         common.check_model_source("HuggingFaceTB/SmolVLM-Instruct-does-not-exist")
 
 
-def test_four_bit_without_cuda_is_a_clear_error(monkeypatch):
+def test_eight_bit_without_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    model_args = ModelConfig(model_name_or_path="x", load_in_4bit=True)
-    with pytest.raises(common.RecipeError, match="load_in_4bit|bitsandbytes"):
+    model_args = ModelConfig(model_name_or_path="x", load_in_8bit=True)
+    with pytest.raises(common.RecipeError, match="load_in_8bit needs CUDA"):
         common.quantization_config(model_args, "fp32")
 
 
