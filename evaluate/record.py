@@ -98,13 +98,13 @@ def control_steps() -> int:
     return max(1, round(seen / batch))
 
 
-def train(run: Run, seed: int, root: Path) -> Path:
+def train(run: Run, seed: int, root: Path, dataset: str) -> Path:
     out = root / run.name
     if (out / "config.json").is_file():
         logger.info("%s exists: reusing it", out)
         return out
     command = [sys.executable, "-m", run.module, "--config", run.recipe, "--seed", str(seed),
-               "--output_dir", str(out), *run.extra]
+               "--output_dir", str(out), "--dataset_path", dataset, *run.extra]
     if run.start:
         command += ["--model_name_or_path", str(root / run.start)]
     if run.name == "sft_control":
@@ -201,12 +201,18 @@ class Spread:
 
     def __str__(self) -> str:
         if len(self.values) == 1:
-            return f"{self.values[0]:.3f}"
-        return f"{self.mean:.3f} [{min(self.values):.3f}, {max(self.values):.3f}]"
+            return f"{self.values[0]:.4f}"
+        return f"{self.mean:.4f} [{min(self.values):.4f}, {max(self.values):.4f}]"
 
 
 def spread(per_seed: Sequence[Mapping], get) -> Spread:
     return Spread([float(get(m)) for m in per_seed])
+
+
+def paired(before: Spread, after: Spread) -> str:
+    """The per-seed changes (each seed's stage against its own start): seeds differ in their SFT
+    model too, so these show what a stage does better than the spread of the means."""
+    return " / ".join(f"{a - b:+.4f}" for b, a in zip(before.values, after.values))
 
 
 def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]]) -> list[tuple[bool, str]]:
@@ -216,18 +222,20 @@ def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]])
         before = Spread([r["before"] for r in rewards[stage]])
         after = Spread([r["after"] for r in rewards[stage]])
         gain, noise = after.mean - before.mean, max(before.range, after.range)
-        out.append((gain > noise, f"{stage} raises its own reward on val: {before} -> {after} (gain {gain:+.3f}, "
-                                  f"seed range {noise:.3f})"))
+        out.append((gain > noise, f"{stage} raises its own reward on val: {before} -> {after} (gain {gain:+.4f}, "
+                                  f"seed range {noise:.4f}; per seed {paired(before, after)})"))
     for previous, stage in zip(CHAIN, CHAIN[1:]):
         for name, get in METRICS[:2]:
             drop = spread(metrics[previous], get).mean - spread(metrics[stage], get).mean
-            out.append((drop <= F1_TOLERANCE, f"{stage} vs {previous}, {name}: change {-drop:+.3f} "
-                                               f"(may not fall by more than {F1_TOLERANCE})"))
+            out.append((drop <= F1_TOLERANCE, f"{stage} vs {previous}, {name}: change {-drop:+.4f} "
+                                               f"(per seed {paired(spread(metrics[previous], get), spread(metrics[stage], get))}; "
+                                               f"may not fall by more than {F1_TOLERANCE})"))
     final, sft = CHAIN[-1], CHAIN[0]
     for name, get in METRICS[:2]:
         a, b = spread(metrics[final], get), spread(metrics[sft], get)
         gain, noise = a.mean - b.mean, max(a.range, b.range)
-        out.append((gain > noise, f"{final} beats sft on {name}: {b} -> {a} (gain {gain:+.3f}, seed range {noise:.3f})"))
+        out.append((gain > noise, f"{final} beats sft on {name}: {b} -> {a} (gain {gain:+.4f}, seed range {noise:.4f}; "
+                                  f"per seed {paired(b, a)})"))
     for name, get in METRICS[2:4]:
         a, b = spread(metrics[final], get), spread(metrics[sft], get)
         out.append((a.mean >= b.mean, f"{final} {name} not below sft's: {b} -> {a}"))
@@ -305,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(args.work) / f"seed{seed}"
         evals = {}
         for run in RUNS:
-            model_dir = train(run, seed, root)
+            model_dir = train(run, seed, root, args.dataset)
             evals[run.name] = evaluate(model_dir, root / "eval" / run.name, args.dataset, args.clip_model)
             metrics[run.name].append(evals[run.name])
         seed_rewards = own_rewards(root, evals, args.dataset)

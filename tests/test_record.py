@@ -30,7 +30,7 @@ def _check(lines, prefix):
 def test_spread_mean_range_and_text():
     s = record.Spread([0.1, 0.3, 0.2])
     assert s.mean == pytest.approx(0.2) and s.range == pytest.approx(0.2)
-    assert str(s) == "0.200 [0.100, 0.300]"
+    assert str(s) == "0.2000 [0.1000, 0.3000]"
 
 
 def test_a_gain_within_the_seed_range_is_no_gain():
