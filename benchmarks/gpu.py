@@ -635,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", default=",".join(SIZES), type=lambda v: parse_list(v, SIZES, "model size"),
                         help=f"SmolVLM sizes ({', '.join(SIZES)}); ignored without CUDA (the tiny model runs)")
     parser.add_argument("--modes", default=",".join(MODES), type=lambda v: parse_list(v, MODES, "mode"),
-                        help="SFT modes: full fine-tuning, LoRA, QLoRA (needs CUDA and bitsandbytes)")
+                        help="SFT modes: full fine-tuning, LoRA, QLoRA (needs bitsandbytes; runs on the CPU too, slowly)")
     parser.add_argument("--rl-algorithms", default=",".join(ALGORITHMS),
                         type=lambda v: parse_list(v, ALGORITHMS, "algorithm") if v else [],
                         help="RL steps to time ('' for none)")

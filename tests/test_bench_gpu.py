@@ -70,7 +70,8 @@ def test_sft_table_has_the_figures_asked_for(cpu_section):
     # the figures describe the same steps: tokens/s = batch x tokens/sample / step time
     expected = int(full["batch"]) * float(full["tokens/sample"]) / float(full["step s"])
     assert float(full["tokens/s"].replace(",", "")) == pytest.approx(expected, rel=0.02, abs=1)
-    assert by_mode["qlora"]["status"].startswith("skipped:")  # 4-bit needs CUDA (and bitsandbytes)
+    assert by_mode["qlora"]["status"] == "ok"  # bitsandbytes runs nf4 on the CPU: the QLoRA path is measured too
+    assert float(by_mode["qlora"]["step s"]) > 0
 
 
 def test_rl_table_times_grpo_and_the_actor_critic_with_generation(cpu_section):
