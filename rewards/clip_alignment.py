@@ -220,7 +220,12 @@ def get_scorer(
     key = (model_name, pretrained, device or default_device())
     scorer = _SCORERS.get(key)
     if scorer is None:
-        scorer = _SCORERS[key] = ClipScorer(model_name, pretrained, key[2], cache_size)
+        # Building the model draws random initial weights before the checkpoint replaces them. The
+        # global RNG is the policy's sampling RNG: a reward model loaded lazily (first reward call)
+        # must not move it, or a run resumed from a checkpoint samples differently from one never
+        # interrupted.
+        with _torch().random.fork_rng():
+            scorer = _SCORERS[key] = ClipScorer(model_name, pretrained, key[2], cache_size)
     scorer.cache_size = cache_size
     return scorer
 

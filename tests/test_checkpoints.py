@@ -4,6 +4,7 @@ ones are skipped, naming them; a wrong path is a clear error before anything loa
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,81 @@ def test_sft_recipe_resumes_with_true_after_a_kill_left_a_half_written_checkpoin
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]
+
+
+# --- SIGKILL after the first checkpoint, then resume: the same end as a run never interrupted ---
+
+KILLER = Path(__file__).with_name("kill_after_first_checkpoint.py")
+
+
+def _run(args, kill=False):
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(KILLER), *args] if kill else [sys.executable, "-m", *args]
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=600)
+    if kill:
+        assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    else:
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _assert_same(a, b):
+    import torch
+
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, differing[:5]
+
+
+@pytest.mark.slow
+def test_sft_killed_after_its_first_checkpoint_resumes_to_the_same_weights(tiny_vlm_dir, small_prepared_dataset,
+                                                                          tmp_path):
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "sft" / "sft_demo.yaml"
+
+    def args(out, *extra):
+        return ["recipes.sft.sft", "--config", str(recipe), "--model_name_or_path", str(tiny_vlm_dir),
+                "--dataset_path", str(small_prepared_dataset), "--output_dir", str(out), "--eval_strategy", "no",
+                "--disable_tqdm", "true", "--per_device_train_batch_size", "4", "--max_steps", "3",
+                "--save_strategy", "steps", "--save_steps", "1", *extra]
+
+    _run(args(tmp_path / "straight"))
+    _run(args(tmp_path / "killed"), kill=True)
+    assert (tmp_path / "killed" / "checkpoint-1").is_dir() and not (tmp_path / "killed" / "model.safetensors").exists()
+    _run(args(tmp_path / "killed", "--resume_from_checkpoint", "true"))
+    _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "killed"))
+
+
+@pytest.mark.slow
+def test_actor_critic_killed_after_its_first_checkpoint_resumes_to_the_same_weights_and_head(
+    tiny_vlm_dir, tiny_clip, small_prepared_dataset, tmp_path
+):
+    import json
+
+    from safetensors.torch import load_file
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "stage1" / "stage1_demo.yaml"
+    clip = json.dumps({"clip_alignment": {"model_name": tiny_clip, "pretrained": None}})
+
+    def args(out, *extra):
+        return ["recipes.stage1.stage1", "--config", str(recipe), "--model_name_or_path", str(tiny_vlm_dir),
+                "--dataset_path", str(small_prepared_dataset), "--output_dir", str(out), "--reward_params", clip,
+                "--disable_tqdm", "true", "--per_device_train_batch_size", "4", "--num_generations", "4",
+                "--max_completion_length", "12", "--mask_truncated_completions", "false", "--critic_warmup_steps",
+                "0", "--max_train_samples", "8", "--max_steps", "3", "--save_strategy", "steps", "--save_steps", "1",
+                *extra]
+
+    _run(args(tmp_path / "straight"))
+    _run(args(tmp_path / "killed"), kill=True)
+    _run(args(tmp_path / "killed", "--resume_from_checkpoint", "true"))
+    _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "killed"))
+    _assert_same(load_file(str(tmp_path / "straight" / "value_head.safetensors")),
+                 load_file(str(tmp_path / "killed" / "value_head.safetensors")))
