@@ -314,6 +314,17 @@ def plan_samples(
     return Plan(samples, problems, files.hexdigest(), descriptions_file, templated)
 
 
+def skipped_samples(problems: list[dict]) -> list[dict]:
+    """One entry per skipped sample (what ``skipped.json`` counts), each with all its reasons:
+    ``{"record", "split", "problems": [{"file", "message"}, ...]}``, in the order first seen."""
+    samples: dict[tuple[str, str], dict] = {}
+    for problem in problems:
+        key = (problem.get("split", ""), problem["record"])
+        entry = samples.setdefault(key, {"record": problem["record"], "split": key[0], "problems": []})
+        entry["problems"].append({"file": problem["file"], "message": problem["message"]})
+    return list(samples.values())
+
+
 def _emptied_split_error(split: str, failures: list[dict]) -> FrameError:
     shown = "; ".join(f"{e['file']}: {e['message']}" for e in failures[:3])
     return FrameError(
@@ -582,7 +593,7 @@ def prepare(
         finally:
             gc.unfreeze()
         decode_skipped = _read_jsonl_dir(skipped_dir)
-        all_skipped = [p.to_dict() for p in problems] + decode_skipped
+        all_skipped = skipped_samples([p.to_dict() for p in problems] + decode_skipped)
         final_counts = {split: len(built[split]) for split in splits}
         for split in splits:  # every sample of a split failed to decode: an empty split is not a dataset
             if counts[split] and not final_counts[split]:
@@ -611,7 +622,7 @@ def prepare(
         shutil.rmtree(work, ignore_errors=True)
     log(
         f"wrote {out}: {', '.join(f'{s} {n}' for s, n in final_counts.items())}"
-        f"{f'; skipped {len(all_skipped)} (see {out / SKIPPED_FILE})' if skip_bad else ''}"
+        f"{f'; skipped {len(all_skipped)} samples (see {out / SKIPPED_FILE})' if skip_bad else ''}"
         f" in {time.monotonic() - started:.1f}s"
     )
     return PrepareResult(out, False, fingerprint, final_counts, all_skipped)

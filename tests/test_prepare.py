@@ -178,13 +178,20 @@ def test_skip_bad_writes_skipped_json(world, tmp_path):
     next(a for a in doc["annotations"] if a["id"] == image_id)["category"] = [1, 0, 3, 0]
     path.write_text(json.dumps(doc))
 
+    reasons_path = world / "test_25k_images_reasons.json"  # the same sample's reasons are bad too
+    reasons = json.loads(reasons_path.read_text())
+    next(r for r in reasons if r["file_name"] == f"{bad_label_id}.jpg")["reason"] = [0] * 20
+    reasons_path.write_text(json.dumps(reasons))
+
     result = prepare(world, tmp_path / "out", **{**SMALL, "num_proc": 2}, skip_bad=True)
     skipped = json.loads((tmp_path / "out" / SKIPPED_FILE).read_text())
-    assert len(skipped) == 2
-    by_file = {entry["file"]: entry for entry in skipped}
-    assert by_file[str(bad_frame)]["record"] == f"id={bad_frame_id!r}"
-    assert "corrupt" in by_file[str(bad_frame)]["message"]
-    assert by_file[str(path)]["split"] == "test" and f"{bad_label_id}.jpg" in by_file[str(path)]["record"]
+    assert len(skipped) == 2  # samples, not problems: one sample has two
+    by_file = {problem["file"]: (entry, problem) for entry in skipped for problem in entry["problems"]}
+    frame_sample, frame_problem = by_file[str(bad_frame)]
+    assert frame_sample["record"] == f"id={bad_frame_id!r}" and "corrupt" in frame_problem["message"]
+    label_sample, _ = by_file[str(path)]
+    assert label_sample["split"] == "test" and f"{bad_label_id}.jpg" in label_sample["record"]
+    assert {p["file"] for p in label_sample["problems"]} == {str(path), str(reasons_path)}
     dataset = result.load()
     ids = {i for split in SPLITS for i in dataset[split]["id"]}
     assert bad_frame_id not in ids and bad_label_id not in ids
