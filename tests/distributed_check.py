@@ -79,7 +79,9 @@ class RecordingMixin:
         RECORD.update(rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
                       distributed_type=str(self.accelerator.distributed_type))
         model = self.accelerator.unwrap_model(self.model)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        # Under FSDP2 the state dict holds shards (DTensors): gather each whole (every rank takes part).
+        state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu().contiguous()
+                 for k, v in model.state_dict().items()}
         if hasattr(self, "value_head"):
             state.update({VALUE_HEAD_PREFIX + k: v.detach().cpu().contiguous()
                           for k, v in self.value_head.state_dict().items()})

@@ -47,10 +47,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(stage: str, work: Path, model: Path, dataset: Path, extra: list[str]) -> dict:
+def launch(stage: str, work: Path, model: Path, dataset: Path, extra: list[str], config: Path = ACCELERATE_CONFIG) -> dict:
     record, out = work / "record", work / "out"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
         "--num_processes", str(NUM_PROCESSES), "--main_process_port", str(free_port()),
         str(HELPER), "--stage", stage, "--record", str(record),
         "--config", str(REPO / "recipes" / stage / f"{stage}_demo.yaml"),
@@ -215,3 +215,32 @@ def test_stage1_actor_critic_policy_and_value_head_stay_identical(stage1_run, ti
     check_same_final_weights(stage1_run, fresh_head, prefix="value_head.")
     saved_head = load_file(str(stage1_run["out"] / "value_head.safetensors"))
     assert all(torch.equal(v, stage1_run["ranks"][0]["weights"]["value_head." + k]) for k, v in saved_head.items())
+
+
+# --- stage 2 with recipes/accelerate/fsdp.yaml on CPU ---------------------------------------------
+# accelerate (1.15) turns any config into plain multi-process CPU training (MULTI_CPU, gloo) under
+# `--use_cpu true`, and the recipes refuse several processes on a CPU without it: the FSDP sharding
+# itself can only be checked on a GPU. What can be checked here: the config launches, the processes
+# agree, and the folder loads. The first test fails, on purpose, the day accelerate shards on CPU.
+
+
+@pytest.fixture(scope="module")
+def stage2_fsdp_run(tiny_vlm_dir, dataset_copy, tmp_path_factory):
+    return launch("stage2", tmp_path_factory.mktemp("stage2_fsdp"), tiny_vlm_dir, dataset_copy,
+                  ["--reward_funcs", DIGEST_REWARD, "action_reasoning", "--reward_weights", "1.0", "1.0"],
+                  config=REPO / "recipes" / "accelerate" / "fsdp.yaml")
+
+
+@pytest.mark.slow
+def test_fsdp_config_on_cpu_runs_as_plain_multi_cpu_training(stage2_fsdp_run, tiny_vlm_dir):
+    check_one_process_group(stage2_fsdp_run)  # MULTI_CPU, not FSDP: see the note above
+    check_same_rewards_after_gathering(stage2_fsdp_run)
+    check_same_final_weights(stage2_fsdp_run, model_weights(tiny_vlm_dir))
+
+
+@pytest.mark.slow
+def test_fsdp_config_on_cpu_writes_a_folder_that_loads_with_the_trained_weights(stage2_fsdp_run):
+    saved = model_weights(stage2_fsdp_run["out"])
+    trained = stage2_fsdp_run["ranks"][0]["weights"]
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[k], trained[k]) for k in saved)
