@@ -69,7 +69,8 @@ from recipes.ppo_math import (
     masked_mean,
     masked_normalize,
 )
-from taxonomy.spans import span_chars, token_span_mask
+from rewards.registry import reward_span
+from taxonomy.spans import locate_description, span_chars, token_span_mask
 
 logger = logging.getLogger("smoldrive")
 
@@ -96,14 +97,9 @@ TRL_OVERRIDES = {
 # token_reward_fn(completion_texts, completion_token_ids, inputs) -> per completion, one reward per
 # token (lists of len(completion_token_ids[b])), or a (B, >=T) tensor. ``inputs`` are the dataset
 # rows of the completions (one dict each: images, id, ...). Texts are decoded with
-# skip_special_tokens=True, as TRL decodes the completions its reward functions see.
+# skip_special_tokens=True, as TRL decodes the completions its reward functions see. Like a
+# registered reward, it says the span it judges in a ``span`` attribute (none: the whole answer).
 TokenRewardFn = Callable[[list[str], list[list[int]], list[dict]], "Sequence[Sequence[float]] | torch.Tensor"]
-
-
-def reward_span(reward: Any) -> str:
-    """The span a reward callable judges (its ``span`` attribute, or its wrapped function's);
-    ``"answer"`` when it does not say."""
-    return getattr(reward, "span", None) or getattr(getattr(reward, "func", None), "span", None) or "answer"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,14 +242,12 @@ class ActorCriticTrainer(GRPOTrainer):
 
     Arguments are GRPOTrainer's, with ``args`` an :class:`ActorCriticConfig`, plus
     ``token_reward_fn`` (see :data:`TokenRewardFn`; None: only the sequence reward, paid on the last
-    judged token, as in RLHF-style PPO) and ``token_reward_span``, the span the dense rewards judge.
+    judged token, as in RLHF-style PPO).
     """
 
     _tag_names = ["trl", "grpo", "actor-critic", "smoldrive"]
 
-    def __init__(
-        self, *args: Any, token_reward_fn: TokenRewardFn | None = None, token_reward_span: str = "answer", **kwargs: Any
-    ):
+    def __init__(self, *args: Any, token_reward_fn: TokenRewardFn | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, ActorCriticConfig):
             raise TypeError(f"args must be an ActorCriticConfig, got {type(self.args).__name__}")
@@ -269,7 +263,7 @@ class ActorCriticTrainer(GRPOTrainer):
         weighted = [f for f, w in zip(self.reward_funcs, self.reward_weights.tolist()) if w != 0]
         spans = {reward_span(f) for f in weighted} if self.args.terminal_reward_weight else set()
         if token_reward_fn is not None and self.args.token_reward_weight:
-            spans.add(token_reward_span)
+            spans.add(reward_span(token_reward_fn))
         self.judged_spans = sorted(spans or {"answer"})
         self.value_head = ValueHead(
             text_hidden_size(self.model), self.args.value_head_hidden_size, seed=self.args.seed
@@ -331,9 +325,9 @@ class ActorCriticTrainer(GRPOTrainer):
 
     def _span_mask(self, texts: list[str], completion_ids: list, completion_mask: torch.Tensor) -> torch.Tensor:
         """(B, T): 1 on the tokens of the spans the rewards judge (taxonomy/spans.py)."""
-        mask = torch.zeros_like(completion_mask)
         if self.judged_spans == ["answer"]:
             return completion_mask.clone()
+        mask = torch.zeros_like(completion_mask)
         for b, (text, ids) in enumerate(zip(texts, completion_ids)):
             char_ends = token_char_ends(self._tokenizer, ids)
             for span in self.judged_spans:
@@ -365,7 +359,6 @@ class ActorCriticTrainer(GRPOTrainer):
             self.accelerator.gather(dense.sum(dim=1)).mean().item()
         )
         return rewards * batch["completion_mask"].to(rewards.dtype)
-
 
     def _dense_rewards(self, texts, completion_ids, inputs, width, device) -> torch.Tensor:
         out = self.token_reward_fn(texts, [list(ids) for ids in completion_ids], inputs)
@@ -620,8 +613,7 @@ def clip_token_reward_fn(tokenizer: Any, granularity: str = "word", **clip_param
         if granularity == "token":  # the description-relative offsets where each policy token ends
             ends = []
             for text, token_ends in zip(texts, char_ends):
-                description = r1.description_of(text, params["max_description_chars"])
-                start = text.find(description) if description else -1
+                start = locate_description(text, r1.description_of(text, params["max_description_chars"]))
                 ends.append([e - start for e in token_ends] if start >= 0 else [])
         steps = r1.incremental_rewards(
             videos, texts, scorer, unit="word", ends=ends, normalisation=normalisation,
@@ -637,6 +629,7 @@ def clip_token_reward_fn(tokenizer: Any, granularity: str = "word", **clip_param
                 out.append(place_on_tokens(token_ends, [token_ends[-1]], [step.total]))
         return out
 
+    token_rewards.span = reward_span(r1.clip_alignment_reward)  # R1's increments judge what R1 judges
     return token_rewards
 
 
@@ -657,7 +650,6 @@ def build_rl_trainer(
     callbacks: Any = None,
     optimizers: tuple = (None, None),
     token_reward_fn: TokenRewardFn | None = None,
-    token_reward_span: str = "answer",
     clip_token_reward_params: Mapping[str, Any] | None = None,
 ) -> GRPOTrainer:
     """The stage-1 trainer: ``"grpo"`` (plain GRPOTrainer, sequence reward, group baseline) or
@@ -684,5 +676,4 @@ def build_rl_trainer(
             raise ValueError("clip_token_reward_params needs processing_class (its tokenizer decodes the tokens)")
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         token_reward_fn = clip_token_reward_fn(tokenizer, args.token_reward_granularity, **clip_token_reward_params)
-        token_reward_span = "description"  # R1's increments judge the description only
-    return ActorCriticTrainer(**common, token_reward_fn=token_reward_fn, token_reward_span=token_reward_span)
+    return ActorCriticTrainer(**common, token_reward_fn=token_reward_fn)

@@ -64,6 +64,12 @@ def register_reward(name: str, span: str = "answer") -> Callable[[RewardFn], Rew
     return decorate
 
 
+def reward_span(reward: Any) -> str:
+    """The span a reward callable judges: its ``span`` attribute, or its wrapped function's (a
+    :class:`ConfiguredReward`); ``"answer"`` when it does not say."""
+    return getattr(reward, "span", None) or getattr(getattr(reward, "func", None), "span", None) or "answer"
+
+
 def _load_builtins() -> None:
     for module in BUILTIN_REWARD_MODULES:
         importlib.import_module(module)
@@ -309,11 +315,7 @@ def score_each(
             failures += 1
             value = low
         scores.append(clip(value, low, high))
-    if callable(log_metric):
-        try:
-            log_metric(f"{reward}/failures", float(failures))
-        except Exception:  # noqa: BLE001 - logging must not break training
-            logger.debug("log_metric failed for %s/failures", reward, exc_info=True)
+    log_means({"log_metric": log_metric}, reward, {"failures": [float(failures)]})
     return scores
 
 

@@ -416,6 +416,7 @@ def test_clip_token_rewards_sum_to_r1_and_sit_on_description_tokens(processor, c
     rewards = reward_fn([tokenizer.decode(i, skip_special_tokens=True) for i in ids], ids, inputs)
 
     assert [len(r) for r in rewards] == [len(i) for i in ids]
+    assert reward_fn.span == "description"  # the trainer reads the dense rewards' span from here
     columns = {key: [row[key] for row in inputs] for key in inputs[0]}
     full = clip_alignment_reward([texts[0]], **params, **{k: v[:1] for k, v in columns.items()})[0]
     scorer = get_scorer(tiny_clip, None, "cpu")
@@ -489,6 +490,13 @@ def description_reward(completions, **kwargs):
 description_reward.span = "description"
 
 
+def even_description_token_reward(texts, completion_ids, inputs):
+    return even_token_reward(texts, completion_ids, inputs)
+
+
+even_description_token_reward.span = "description"  # a dense reward says its span as a reward does
+
+
 def test_advantages_sit_on_the_judged_span_only(tiny_vlm_dir, processor, clips, tmp_path, monkeypatch):
     from trl import GRPOTrainer
 
@@ -497,8 +505,7 @@ def test_advantages_sit_on_the_judged_span_only(tiny_vlm_dir, processor, clips, 
 
     trainer = ac.ActorCriticTrainer(
         model=AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir), reward_funcs=description_reward,
-        args=config, train_dataset=clips, processing_class=processor, token_reward_fn=even_token_reward,
-        token_reward_span="description",
+        args=config, train_dataset=clips, processing_class=processor, token_reward_fn=even_description_token_reward,
     )
     assert trainer.judged_spans == ["description"]
     trainer.model.train()

@@ -177,12 +177,16 @@ def test_stage2_processes_end_with_identical_weights(stage2_run, tiny_vlm_dir):
     check_same_final_weights(stage2_run, model_weights(tiny_vlm_dir))
 
 
-@pytest.mark.slow
-def test_stage2_output_loads_with_the_trained_weights(stage2_run):
-    saved = model_weights(stage2_run["out"])
-    trained = stage2_run["ranks"][0]["weights"]
+def check_saved_folder_holds_the_trained_weights(run):
+    saved = model_weights(run["out"])
+    trained = run["ranks"][0]["weights"]
     assert saved.keys() == trained.keys()
     assert all(torch.equal(saved[k], trained[k]) for k in saved)
+
+
+@pytest.mark.slow
+def test_stage2_output_loads_with_the_trained_weights(stage2_run):
+    check_saved_folder_holds_the_trained_weights(stage2_run)
 
 
 @pytest.mark.slow
@@ -240,7 +244,4 @@ def test_fsdp_config_on_cpu_runs_as_plain_multi_cpu_training(stage2_fsdp_run, ti
 
 @pytest.mark.slow
 def test_fsdp_config_on_cpu_writes_a_folder_that_loads_with_the_trained_weights(stage2_fsdp_run):
-    saved = model_weights(stage2_fsdp_run["out"])
-    trained = stage2_fsdp_run["ranks"][0]["weights"]
-    assert saved.keys() == trained.keys()
-    assert all(torch.equal(saved[k], trained[k]) for k in saved)
+    check_saved_folder_holds_the_trained_weights(stage2_fsdp_run)
