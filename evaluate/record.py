@@ -167,12 +167,13 @@ def _texts(eval_dir: Path) -> list[str]:
         return [json.loads(line)["text"] for line in handle]
 
 
-def r1_curve(run_dir: Path, start_eval: Path, eval_root: Path, dataset: str, clip: str) -> list[tuple[int, float]]:
-    """(step, R1 on the first val clips) for the start model (step 0) and every checkpoint of a
-    stage-1 run."""
-    recipe = read_recipe(RUNS[1].recipe)
+def r1_curve(run: Run, root: Path, dataset: str, clip: str) -> list[tuple[int, float]]:
+    """(step, the run's own reward on the first val clips) for its start model (step 0) and every
+    checkpoint of the run (stage 1: R1)."""
     from evaluate.generate import load_eval_split
 
+    recipe, run_dir, eval_root = read_recipe(run.recipe), root / run.name, root / "eval"
+    start_eval = eval_root / run.start
     data = load_eval_split(dataset, "val", CHECKPOINT_CLIPS)
     points = [(0, stage_reward(recipe, _texts(start_eval)[:CHECKPOINT_CLIPS], data))]
     for checkpoint in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
@@ -321,9 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rewards[name].append(value)
         for run in RUNS:
             if run.curve:
-                curves[run.name].append(
-                    r1_curve(root / run.name, root / "eval" / run.start, root / "eval", args.dataset, args.clip_model)
-                )
+                curves[run.name].append(r1_curve(run, root, args.dataset, args.clip_model))
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
