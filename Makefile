@@ -152,6 +152,7 @@ rl-record: $(INSTALLED) ## the RL learning record over SEEDS: the demo chain, st
 
 bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep
+	$(PY) -m benchmarks.data_prep --frame-size 1280x720
 	$(PY) -m benchmarks.rl_step
 	$(PY) -m benchmarks.rewards
 

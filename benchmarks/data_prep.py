@@ -1,8 +1,10 @@
 """Benchmark data preparation on a synthetic world of BDD-OIA's size: time and memory.
 
     python -m benchmarks.data_prep [--clips 22924 --frames 4 --num-proc 2]
+    python -m benchmarks.data_prep --frame-size 1280x720   # BDD-OIA's real frame size
 
-Generates (or reuses) synthetic worlds at two sizes (``--clips`` and a fraction of it), runs
+Generates (or reuses) synthetic worlds at two sizes (``--clips`` and a fraction of it), with frames
+of ``--frame-size`` (default: the synthetic world's 256x144; BDD-OIA's frames are 1280x720), runs
 ``python -m data_prep.prepare`` on each in a child process while sampling the memory of the whole
 process tree (the prepare process and its decoding workers), and records:
 - prepare's wall time and clips/s; the whole-set time (BDD-OIA's 22,924 clips), projected from
@@ -12,8 +14,9 @@ process tree (the prepare process and its decoding workers), and records:
   /proc/<pid>/smaps_rollup: heap and buffers, what cannot be reclaimed; pages of memory-mapped
   Arrow files are file-backed and the kernel drops them under pressure, so they are left out);
 - whether memory is flat: the ratio of peak anonymous PSS at the two sizes.
-The figures go into a section of BENCHMARKS.md (replaced on each run), with the machine, versions
-and command; a figure that misses its target is marked MISSED.
+- the mean JPEG size of a frame, beside BDD-OIA's (decoding time follows the compressed size).
+The figures go into a section of BENCHMARKS.md per frame size (replaced on each run), with the
+machine, versions and command; a figure that misses its target is marked MISSED.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks import markdown
+from data_prep.synth import WorldConfig, generate
 
 BDDOIA_CLIPS = 22_924  # 16,082 train + 2,270 val + 4,572 test
 DEFAULT_WORK = Path("work/bench")
@@ -39,15 +43,32 @@ DEFAULT_MARKDOWN = Path("BENCHMARKS.md")
 DEFAULT_FRAMES = 4
 DEFAULT_STRIDE = 1
 DEFAULT_IMAGE_SIZE = 64  # the Makefile's `make data` default
+DEFAULT_FRAME_SIZE = f"{WorldConfig.width}x{WorldConfig.height}"  # the synthetic world's own default
+BDDOIA_FRAME_SIZE = "1280x720"
+# BDD-OIA's `lastframe` release: 742 MB for its 22,924 JPEG frames (docs/bddoia.md)
+BDDOIA_MEAN_FRAME_KB = 742e3 / BDDOIA_CLIPS
 DEFAULT_SMALL_FRACTION = 0.25  # the second size, for the memory-growth check
 # The smaller size must already fill datasets' write batches (up to 1,000 rows per batch in
 # save_to_disk, whose buffers are the largest fixed cost): below that, memory still rises with size
 # because the batches are not full yet, which is not growth with the set.
 MIN_SMALL_CLIPS = 2000
-TIME_TARGET_MINUTES = 15.0  # whole set on this 2-core machine
+TIME_TARGET_MINUTES = 10.0  # whole set on this 2-core machine, at any frame size
 MEMORY_GROWTH_TOLERANCE = 1.3  # peak anonymous memory may grow at most this much with set size
 SAMPLE_SECONDS = 0.1
-SECTION_START, SECTION_END = markdown.section_markers("benchmarks.data_prep")
+
+
+def section_markers(frame_size: str) -> tuple[str, str]:
+    """One BENCHMARKS.md section per frame size; the default size keeps the original markers."""
+    owner = "benchmarks.data_prep"
+    return markdown.section_markers(owner if frame_size == DEFAULT_FRAME_SIZE else f"{owner}@{frame_size}")
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frame-size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    return width, height
 
 
 @dataclass
@@ -120,20 +141,26 @@ class Run:
         return self.clips / self.seconds
 
 
-def ensure_world(root: Path, clips: int, num_proc: int, seed: int = 0) -> float:
-    """Generate the synthetic world unless one of this size and seed is already there.
+def ensure_world(root: Path, clips: int, num_proc: int, config: WorldConfig, seed: int = 0) -> float:
+    """Generate the synthetic world unless one of this size, frame size and seed is already there.
     Returns the generation time (0 when reused)."""
     config_file = root / "synth_config.json"
     if config_file.is_file():
         saved = json.loads(config_file.read_text())
-        if saved.get("num_clips") == clips and saved.get("seed") == seed:
+        world = saved.get("config", {})
+        if (saved.get("num_clips") == clips and saved.get("seed") == seed
+                and (world.get("width"), world.get("height")) == (config.width, config.height)):
             print(f"reusing the synthetic world {root}", flush=True)
             return 0.0
-    from data_prep.synth import generate
-
     started = time.perf_counter()
-    generate(root, clips, seed=seed, num_proc=num_proc, overwrite=True)
+    generate(root, clips, seed=seed, config=config, num_proc=num_proc, overwrite=True)
     return time.perf_counter() - started
+
+
+def mean_frame_kb(root: Path) -> float:
+    """Mean size in kB (1000 bytes) of the world's annotated frames (data/*.jpg, as in the release)."""
+    sizes = [entry.stat().st_size for entry in os.scandir(root / "data") if entry.name.endswith(".jpg")]
+    return sum(sizes) / len(sizes) / 1e3
 
 
 def time_prepare(root: Path, out: Path, args: argparse.Namespace) -> Run:
@@ -185,7 +212,8 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def render_section(runs: list[Run], info: dict, args: argparse.Namespace, command: str) -> str:
+def render_section(runs: list[Run], info: dict, args: argparse.Namespace, command: str, frame_kb: float) -> str:
+    section_start, section_end = section_markers(args.frame_size)
     largest, smallest = runs[-1], runs[0]
     whole_set_minutes = BDDOIA_CLIPS / largest.clips_per_second / 60
     projected = largest.clips < BDDOIA_CLIPS
@@ -197,14 +225,16 @@ def render_section(runs: list[Run], info: dict, args: argparse.Namespace, comman
         return "ok" if ok else "**MISSED**"
 
     lines = [
-        SECTION_START,
-        "## Data preparation (`python -m benchmarks.data_prep`)",
+        section_start,
+        f"## Data preparation at {args.frame_size} (`python -m benchmarks.data_prep`)",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {info['cpus']} CPUs ({info['cpu_model']}), "
         f"{info['ram_gib']:.1f} GiB RAM; load average {info['load_average']:.1f} at the start (the "
         "machine is shared with other jobs, so times are upper bounds). " + info["versions"] + ".",
         "",
-        f"Command: `{command}`. Synthetic world: 256x144 JPEG frames, 5 per clip; prepare "
+        f"Command: `{command}`. Synthetic world: {args.frame_size} JPEG frames, 5 per clip, "
+        f"{frame_kb:.0f} kB per frame on average (BDD-OIA's release: 1280x720, "
+        f"{BDDOIA_MEAN_FRAME_KB:.0f} kB); prepare "
         f"`--frames {args.frames} --stride {args.stride} --image-size {args.image_size} "
         f"--num-proc {args.num_proc}` (JPEG-stored frames). Memory: the prepare process and its "
         "workers together, sampled every "
@@ -228,13 +258,13 @@ def render_section(runs: list[Run], info: dict, args: argparse.Namespace, comman
         f"< {TIME_TARGET_MINUTES:.0f} min | {mark(time_ok)} |",
         f"| peak anon PSS, {smallest.clips:,} -> {largest.clips:,} clips | x{growth:.2f} | "
         f"<= x{MEMORY_GROWTH_TOLERANCE} (flat) | {mark(memory_ok)} |",
-        SECTION_END,
+        section_end,
     ]
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    markdown.write_section(path, section, SECTION_START, SECTION_END)
+def write_section(path: Path, section: str, frame_size: str) -> None:
+    markdown.write_section(path, section, *section_markers(frame_size))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,9 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clips", type=int, default=BDDOIA_CLIPS, help="clips in the larger world")
     parser.add_argument("--small-fraction", type=float, default=DEFAULT_SMALL_FRACTION,
                         help="size of the smaller world, as a fraction of --clips")
+    parser.add_argument("--min-small-clips", type=int, default=MIN_SMALL_CLIPS,
+                        help="the smaller world has at least this many clips (default: datasets' write batch)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
     parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
+    parser.add_argument("--frame-size", default=DEFAULT_FRAME_SIZE,
+                        help=f"WIDTHxHEIGHT of the written frames (default {DEFAULT_FRAME_SIZE}; "
+                        f"BDD-OIA: {BDDOIA_FRAME_SIZE})")
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="where worlds and outputs go")
     parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN)
@@ -253,21 +288,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        width, height = parse_frame_size(args.frame_size)
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
+    args.frame_size = f"{width}x{height}"
+    world_config = WorldConfig(width=width, height=height)
     info = machine()
-    sizes = sorted({max(MIN_SMALL_CLIPS, round(args.clips * args.small_fraction)), args.clips})
+    small = min(args.clips, max(args.min_small_clips, round(args.clips * args.small_fraction)))
+    sizes = sorted({small, args.clips})
     runs = []
     for clips in sizes:
-        world = args.work / f"synth-{clips}"
-        generation = ensure_world(world, clips, args.num_proc)
+        suffix = "" if args.frame_size == DEFAULT_FRAME_SIZE else f"-{args.frame_size}"
+        world = args.work / f"synth-{clips}{suffix}"
+        generation = ensure_world(world, clips, args.num_proc, world_config)
         if generation:
             print(f"generated {clips} clips in {generation:.1f} s", flush=True)
-        runs.append(time_prepare(world, args.work / f"prepared-{clips}", args))
+        runs.append(time_prepare(world, args.work / f"prepared-{clips}{suffix}", args))
     command = "python -m benchmarks.data_prep " + " ".join(argv if argv is not None else sys.argv[1:])
-    section = render_section(runs, info, args, command.strip())
+    section = render_section(runs, info, args, command.strip(), mean_frame_kb(world))
     print(section)
     if not args.no_write:
-        write_section(args.markdown, section)
+        write_section(args.markdown, section, args.frame_size)
         print(f"updated {args.markdown}")
     return 0
 
