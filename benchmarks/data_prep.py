@@ -135,6 +135,7 @@ class Run:
     clips: int  # clips in the world (the prepared set drops the 'confuse' ones)
     seconds: float
     memory: TreeMemory
+    load_average: float  # 1-minute load average when prepare ended: other jobs slow a shared machine
 
     @property
     def clips_per_second(self) -> float:
@@ -181,7 +182,7 @@ def time_prepare(root: Path, out: Path, args: argparse.Namespace) -> Run:
     print(f"{clips} clips in {seconds:.1f} s; peak tree RSS {monitor.peak.rss / 2**20:.0f} MiB, "
           f"PSS {monitor.peak.pss / 2**20:.0f} MiB, anon PSS {monitor.peak.anon / 2**20:.0f} MiB "
           f"({monitor.samples} samples)", flush=True)
-    return Run(clips, seconds, monitor.peak)
+    return Run(clips, seconds, monitor.peak, os.getloadavg()[0])
 
 
 def machine() -> dict:
@@ -241,12 +242,13 @@ def render_section(runs: list[Run], info: dict, args: argparse.Namespace, comman
         f"{SAMPLE_SECONDS} s; anon PSS = anonymous memory with shared pages split (page cache of "
         "memory-mapped Arrow files excluded: the kernel reclaims it).",
         "",
-        "| clips | prepare time | clips/s | peak RSS | peak PSS | peak anon PSS |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| clips | prepare time | clips/s | load average at the end | peak RSS | peak PSS | peak anon PSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(
-            f"| {run.clips:,} | {run.seconds:.1f} s | {run.clips_per_second:.1f} | {mib(run.memory.rss)} "
+            f"| {run.clips:,} | {run.seconds:.1f} s | {run.clips_per_second:.1f} | {run.load_average:.1f} "
+            f"| {mib(run.memory.rss)} "
             f"| {mib(run.memory.pss)} | {mib(run.memory.anon)} |"
         )
     lines += [
