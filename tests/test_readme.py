@@ -29,7 +29,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 # A fenced block, also indented inside a list item (its lines then carry the same indent).
-FENCED_BLOCK = re.compile(r"^(?P<indent>[ \t]*)```(?P<language>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```", re.M | re.S)
+FENCED_BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)```(?P<language>[\w-]*)[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
+)
 SHELL_LANGUAGES = ("bash", "sh", "shell", "console")
 INLINE_CODE = re.compile(r"(?<!`)`(?P<code>[^`\n]+)`(?!`)")
 RECIPE_NAME_LINE = re.compile(r"#\s*(?P<path>recipes/(?P<stage>\w+)/\w+\.yaml)\s*$")
@@ -115,6 +117,10 @@ def parse_as_the_stage_does(stage: str, argv: list[str], where: str) -> None:
 def test_the_documents_hold_snippets_to_check():
     """Guards the extraction itself: a regex that silently finds nothing would pass everything."""
     assert YAML_SNIPPETS and MAKE_COMMANDS
+    for document in DOCUMENTS:  # every fence line opens or closes a block the regex found
+        text = document.read_text()
+        fences = len(re.findall(r"^[ \t]*```", text, re.M))
+        assert fences == 2 * len(FENCED_BLOCK.findall(text)), f"{document.name}: a fence the extraction misreads"
     assert ["make", "demo"] in [shlex.split(c.text, comments=True) for c in MAKE_COMMANDS]
 
 
