@@ -11,7 +11,7 @@ ones, then times whole optimizer steps (generation, rewards, forward, backward, 
   (target <= 1.25x);
 - ``actor_critic + CLIP word/token``: dense R1 increments from the CLIP scorer (one CLIP text
   encoding per word or per token); with the tiny CLIP this shows the call pattern's cost only
-  (a real ViT-B-32 costs ~75 ms per text on this CPU, see FACTS.md).
+  (a ViT-B-32 costs ~70 ms per text on CPU: BENCHMARKS.md, ``benchmarks.rewards``).
 With ``--misaligned`` each trainer also runs with steps_per_generation=2 (TRL keeps pi_old; the
 actor-critic reads V_old from that same pass). Completions are forced to exactly
 ``--completion-length`` tokens so every variant does the same work. Variants run interleaved in

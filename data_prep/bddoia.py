@@ -1,6 +1,6 @@
 """Read a BDD-OIA release (or the synthetic world, which uses the same layout) into validated records.
 
-Layout (see ../shared/FACTS.md): ``<root>/data/<file_name>`` holds every image; six annotation files
+Layout (docs/bddoia.md, "Release layout"): ``<root>/data/<file_name>`` holds every image; six annotation files
 ``{split}_25k_images_{actions,reasons}.json`` sit beside ``data/`` or inside it (both are accepted).
 
 Joins:

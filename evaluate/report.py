@@ -15,9 +15,13 @@ from typing import Mapping, Sequence
 from taxonomy.labels import ACTION_KEYS, REASON_BY_KEY, REASON_KEYS
 
 # Published results on the real BDD-OIA test set (4,572 clips): act mF1, act F1_all, expl mF1, expl
-# F1_all. Source: the team's ../shared/FACTS.md, compiled from the papers (Xu et al. CVPR 2020 and
-# later works). Some later works select the best epoch on test; ours select on val.
-PUBLISHED_SOURCE = "FACTS.md (compiled from the papers); the real BDD-OIA test set, 4,572 clips"
+# F1_all. Sources and caveats in docs/bddoia.md ("Published results"): Xu et al. CVPR 2020 for the
+# first two rows, each method's own paper for the others. Some later works select the best epoch on
+# test; ours select on val.
+PUBLISHED_SOURCE = (
+    "Xu et al., CVPR 2020 (arXiv:2003.09405) and each method's paper, compiled in SmolDrive's "
+    "docs/bddoia.md; the real BDD-OIA test set, 4,572 clips"
+)
 PUBLISHED_RESULTS: tuple[tuple[str, float, float, float, float], ...] = (
     ("ResNet-101 baseline (Xu 2020)", 0.392, 0.601, 0.180, 0.331),
     ("OIA (Xu 2020)", 0.718, 0.734, 0.208, 0.422),

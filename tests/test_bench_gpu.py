@@ -125,5 +125,5 @@ def test_model_shape_of_smolvlm_256m_accounts_for_every_parameter():
     embeddings = text.vocab_size * text.hidden_size  # token embedding lookup (lm_head is counted in n_text)
     positions = (vision.image_size // vision.patch_size) ** 2 * vision.hidden_size  # position lookup
     assert shape.n_text + embeddings + shape.n_vision + positions + shape.n_connector == shape.total_params
-    assert shape.patches_per_tile == 1024 and shape.image_seq_len == 64  # FACTS.md: 64 tokens per 512 px tile
+    assert shape.patches_per_tile == 1024 and shape.image_seq_len == 64  # docs/smolvlm.md: 64 tokens per 512 px tile
     assert re.fullmatch(r"2\d\dM", gpu.millions(shape.total_params))

@@ -292,7 +292,7 @@ def test_inconsistent_sizes_are_refused():
 )
 def test_real_size_configs_match_the_published_models(name, billions, tokens_per_tile):
     config = real_size_config(f"HuggingFaceTB/{name}")
-    assert image_tokens_per_tile(config) == tokens_per_tile  # FACTS.md's table
+    assert image_tokens_per_tile(config) == tokens_per_tile  # docs/smolvlm.md's table
     assert config_parameter_count(config) == pytest.approx(billions * 1e9, rel=0.03)
 
 

@@ -375,9 +375,9 @@ _SIGLIP_SO400M_PATCH14_384 = {
     "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
     "image_size": 384, "patch_size": 14,
 }
-# From the published config.json files (HuggingFaceTB/SmolVLM-*-Instruct), as recalled: the
-# vocabulary/image-token ids of the 2.2B differ from the 256M/500M ones; check against the hub
-# config when it is reachable. Architecture numbers match FACTS.md.
+# From the published config.json files (HuggingFaceTB/SmolVLM-*-Instruct), checked against public
+# copies of them: the vocabulary/image-token ids of the 2.2B differ from the 256M/500M ones. The
+# numbers and their sources: docs/smolvlm.md ("Architectures").
 REAL_SIZES: dict[str, _RealSize] = {
     "SmolVLM-256M-Instruct": _RealSize(
         vision=_SIGLIP_BASE_PATCH16_512,

@@ -23,8 +23,12 @@ class SFTRecipeArguments(common.RecipeArguments):
     )
 
 
+# The dataclasses this stage's recipe YAML is parsed onto (also read by tests/test_readme.py).
+RECIPE_TYPES = (SFTRecipeArguments, SFTConfig, ModelConfig)
+
+
 def main(argv: list[str] | None = None) -> None:
-    recipe, training_args, model_args = common.parse_recipe((SFTRecipeArguments, SFTConfig, ModelConfig), argv)
+    recipe, training_args, model_args = common.parse_recipe(RECIPE_TYPES, argv)
     common.setup_logging(training_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)  # before loading
     precision = common.apply_precision(training_args, recipe.precision)

@@ -24,8 +24,12 @@ class Stage1RecipeArguments(common.RLRecipeArguments):
     algorithm: str = field(default="actor_critic", metadata={"help": f"One of {ALGORITHMS}."})
 
 
+# The dataclasses this stage's recipe YAML is parsed onto (also read by tests/test_readme.py).
+RECIPE_TYPES = (Stage1RecipeArguments, ActorCriticConfig, ModelConfig)
+
+
 def main(argv: list[str] | None = None) -> None:
-    recipe, training_args, model_args = common.parse_recipe((Stage1RecipeArguments, ActorCriticConfig, ModelConfig), argv)
+    recipe, training_args, model_args = common.parse_recipe(RECIPE_TYPES, argv)
     reward_params = common.reward_params(recipe)
     # The dense per-token rewards are the increments of the same CLIP reward the recipe lists.
     trainer_factory = functools.partial(

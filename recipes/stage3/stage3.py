@@ -9,8 +9,12 @@ from trl import GRPOConfig, ModelConfig
 from recipes import common
 
 
+# The dataclasses this stage's recipe YAML is parsed onto (also read by tests/test_readme.py).
+RECIPE_TYPES = (common.RLRecipeArguments, GRPOConfig, ModelConfig)
+
+
 def main(argv: list[str] | None = None) -> None:
-    recipe, training_args, model_args = common.parse_recipe((common.RLRecipeArguments, GRPOConfig, ModelConfig), argv)
+    recipe, training_args, model_args = common.parse_recipe(RECIPE_TYPES, argv)
     common.run_rl_stage(recipe, training_args, model_args)
 
 
