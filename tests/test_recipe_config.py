@@ -8,7 +8,8 @@ from trl import ModelConfig, SFTConfig
 
 from core import model_source
 from core.model_source import ModelSourceError
-from recipes import config, model_loading
+from recipes import config as recipe_config
+from recipes import model_loading
 from recipes.errors import RecipeError
 from recipes.sft.sft import SFTRecipeArguments
 
@@ -17,7 +18,7 @@ SFT_TYPES = (SFTRecipeArguments, SFTConfig, ModelConfig)
 
 
 def test_published_baseline_recipe_parses_to_its_numbers():
-    recipe, train, model = config.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml")])
+    recipe, train, model = recipe_config.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml")])
     assert model.model_name_or_path == "HuggingFaceTB/SmolVLM-Instruct"
     assert (train.num_train_epochs, train.per_device_train_batch_size, train.gradient_accumulation_steps) == (6, 4, 4)
     assert train.learning_rate == pytest.approx(1e-4)
@@ -28,7 +29,7 @@ def test_published_baseline_recipe_parses_to_its_numbers():
 
 
 def test_command_line_overrides_the_yaml():
-    recipe, train, _ = config.parse_recipe(
+    recipe, train, _ = recipe_config.parse_recipe(
         SFT_TYPES,
         ["--config", str(RECIPES / "sft" / "sft.yaml"), "--learning_rate", "3e-5", "--frames_per_clip", "2"],
     )
@@ -42,23 +43,23 @@ def test_unknown_yaml_key_is_an_error_naming_it(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(RecipeError, match="lerning_rate") as err:
-        config.parse_recipe(SFT_TYPES, ["--config", str(path)])
+        recipe_config.parse_recipe(SFT_TYPES, ["--config", str(path)])
     assert str(path) in str(err.value)
 
 
 def test_unknown_command_line_option_is_an_error():
     with pytest.raises(RecipeError, match="--no_such_key"):
-        config.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml"), "--no_such_key", "1"])
+        recipe_config.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml"), "--no_such_key", "1"])
 
 
 def test_missing_recipe_file_is_named(tmp_path):
     with pytest.raises(RecipeError, match="nope.yaml"):
-        config.parse_recipe(SFT_TYPES, ["--config", str(tmp_path / "nope.yaml")])
+        recipe_config.parse_recipe(SFT_TYPES, ["--config", str(tmp_path / "nope.yaml")])
 
 
 def test_every_shipped_recipe_parses():
     for path in sorted(RECIPES.glob("sft/*.yaml")):
-        config.parse_recipe(SFT_TYPES, ["--config", str(path)])
+        recipe_config.parse_recipe(SFT_TYPES, ["--config", str(path)])
 
 
 class _Args:
@@ -69,10 +70,10 @@ class _Args:
 def test_precision_follows_the_hardware_on_cpu(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     args = _Args()
-    assert config.apply_precision(args, "auto") == "fp32"
+    assert recipe_config.apply_precision(args, "auto") == "fp32"
     assert args.bf16 is False and args.fp16 is False
     with pytest.raises(RecipeError, match="precision"):
-        config.apply_precision(args, "fp8")
+        recipe_config.apply_precision(args, "fp8")
 
 
 def test_hub_model_without_network_fails_at_once_with_advice(monkeypatch):
@@ -94,7 +95,7 @@ def test_eight_bit_without_cuda_is_a_clear_error(monkeypatch):
 def test_lora_targets_the_text_model_only():
     import re
 
-    _, _, model = config.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml")])
+    _, _, model = recipe_config.parse_recipe(SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml")])
     lora = model_loading.lora_config(model)
     pattern = re.compile(lora.target_modules)
     assert pattern.fullmatch("model.text_model.layers.0.self_attn.q_proj")
@@ -138,7 +139,7 @@ def test_the_processor_is_not_loaded_before_the_model_source_is_checked(monkeypa
                         lambda *a, **k: pytest.fail("the processor loaded before the source was checked"))
     model_args = ModelConfig(model_name_or_path="./no/such/model")
     with pytest.raises(ModelSourceError, match="model folder not found"):
-        model_loading.load_processor(model_args, config.RecipeArguments())
+        model_loading.load_processor(model_args, recipe_config.RecipeArguments())
 
 
 def test_a_recipe_error_is_one_line_and_exit_status_2(tmp_path):
