@@ -253,8 +253,10 @@ class Probe(TrainerCallback):
     """Times optimizer steps and generation inside a stage's own trainer, handed to the stage as a
     ``TrainerCallback``; counts tokens and memory."""
 
-    def __init__(self, warmup: int):
+    def __init__(self, warmup: int, count_input_tokens: bool = False):
         self.warmup = warmup
+        # SFT: let the Trainer count the non-padding tokens of each batch (GRPO counts its own)
+        self.count_input_tokens = count_input_tokens
         self.cuda = torch.cuda.is_available()
         self.step_seconds: list[float] = []
         self.step_tokens: list[int] = []
@@ -271,6 +273,10 @@ class Probe(TrainerCallback):
     def _sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize()
+
+    def on_init_end(self, args, state, control, **kwargs):
+        if self.count_input_tokens:  # a choice the command line cannot give (it parses a bool)
+            args.include_num_input_tokens_seen = "non_padding"
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, train_dataloader=None,
                        **kwargs):
@@ -394,14 +400,13 @@ def common_recipe_args(model_dir: Path, dataset: Path, out: Path, args, steps: i
 
 
 def measure_sft(model_name, model_dir, shape, mode, dataset, work, args, peak) -> Row:
-    probe = Probe(args.warmup)
+    probe = Probe(args.warmup, count_input_tokens=True)
     steps = args.warmup + args.steps
     recipe = ["--config", str(REPO / "recipes/sft/sft.yaml"),
               *common_recipe_args(model_dir, dataset, work / f"sft-{mode}", args, steps),
               "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
               "--max_train_samples", str(args.batch_size * steps), "--load_best_model_at_end", "false",
-              # SFT: the Trainer counts each batch's non-padding tokens (GRPO counts its own)
-              "--include_num_input_tokens_seen", "non_padding", *MODE_OVERRIDES[mode]]
+              *MODE_OVERRIDES[mode]]
     status = attempt(lambda: run_stage("sft", probe, recipe))
     row = Row(model_name, shape.total_params, mode, "sft", status)
     if status != "ok" or not probe.step_seconds:
