@@ -167,3 +167,32 @@ def test_a_truncated_or_corrupt_weight_file_is_an_error_naming_it(tiny_vlm_dir, 
     weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"garbage" * 8)
     with pytest.raises(ModelSourceError, match=str(weights)):
         model_loading.load_model(ModelConfig(model_name_or_path=str(folder)), "fp32")
+
+
+def test_lora_keeps_every_key_of_trls_model_config():
+    """The LoRA config is TRL's (get_peft_config), so keys such as lora_modules_to_save reach peft."""
+    _, _, model = recipe_config.parse_recipe(
+        SFT_TYPES, ["--config", str(RECIPES / "sft" / "sft.yaml"), "--lora_modules_to_save", "lm_head"]
+    )
+    assert set(model_loading.lora_config(model).modules_to_save) == {"lm_head"}
+
+
+def test_the_model_revision_reaches_every_load_and_the_source_check(tiny_vlm_dir, monkeypatch):
+    """A pinned ``model_revision`` is what the processor, the model and the hub check are loaded at."""
+    import transformers
+
+    seen = []
+    monkeypatch.setattr(model_loading, "check_model_source", lambda name, revision=None: seen.append(("check", revision)))
+    for cls in (transformers.AutoProcessor, transformers.AutoModelForImageTextToText):
+        original = cls.from_pretrained
+
+        def record(name, *args, _original=original, _cls=cls.__name__, **kwargs):
+            seen.append((_cls, kwargs.get("revision")))
+            return _original(name, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", record)
+    model_args = ModelConfig(model_name_or_path=str(tiny_vlm_dir), model_revision="0123abcd")
+    model_loading.load_processor(model_args, recipe_config.RecipeArguments())
+    model_loading.load_model(model_args, "fp32")
+    assert seen and all(revision == "0123abcd" for _, revision in seen), seen
+    assert {"AutoProcessor", "AutoModelForImageTextToText"} <= {what for what, _ in seen}
