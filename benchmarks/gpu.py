@@ -45,11 +45,34 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from transformers import TrainerCallback
+import transformers
+import trl
+from transformers import (
+    AutoConfig,
+    GenerationConfig,
+    Idefics3ForConditionalGeneration,
+    Idefics3ImageProcessor,
+    Idefics3Processor,
+    TrainerCallback,
+)
 
 from benchmarks.markdown import read_section, section_markers, write_section
+from data_prep.prepare import prepare
+from data_prep import synth
 from recipes.cli import USER_ERRORS
 from recipes.data import tokens_per_sample
+from tiny_models import clip as tiny_clip
+from tiny_models.clip import TinyClipConfig, local_dir_name, save_tiny_clip
+from tiny_models.vlm import (
+    IMAGE_TOKEN,
+    SMOLVLM_CHAT_TEMPLATE,
+    TinyVLMConfig,
+    build_tiny_vlm,
+    image_tokens_per_tile,
+    real_size_config,
+    real_size_image_processor_kwargs,
+    save_tiny_vlm,
+)
 
 OWNER = "benchmarks.gpu"
 SECTION_START, SECTION_END = section_markers(OWNER)
@@ -107,10 +130,6 @@ class ModelShape:
 
 
 def model_shape(config) -> ModelShape:
-    from transformers import Idefics3ForConditionalGeneration
-
-    from tiny_models.vlm import image_tokens_per_tile
-
     with torch.device("meta"):
         model = Idefics3ForConditionalGeneration(config)
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
@@ -182,17 +201,6 @@ def build_real_size_model(name: str, out: Path, seed: int) -> Path:
     """A folder ``from_pretrained`` loads: the published architecture with random weights, SmolVLM's
     processor settings (image budget of the checkpoint) and the tiny tokenizer (text content does
     not matter for speed; the embedding keeps the real vocabulary size)."""
-    from transformers import GenerationConfig, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
-
-    from tiny_models.vlm import (
-        IMAGE_TOKEN,
-        SMOLVLM_CHAT_TEMPLATE,
-        TinyVLMConfig,
-        build_tiny_vlm,
-        image_tokens_per_tile,
-        real_size_config,
-        real_size_image_processor_kwargs,
-    )
 
     _, tiny_processor = build_tiny_vlm(TinyVLMConfig(seed=seed))
     tokenizer = tiny_processor.tokenizer
@@ -222,25 +230,18 @@ def build_real_size_model(name: str, out: Path, seed: int) -> Path:
 
 
 def build_tiny_model(out: Path, seed: int) -> Path:
-    from tiny_models.vlm import TinyVLMConfig, build_tiny_vlm, save_tiny_vlm
-
     model, processor = build_tiny_vlm(TinyVLMConfig(seed=seed))
     return save_tiny_vlm(model, processor, out)
 
 
 def build_tiny_clip(out: Path, seed: int) -> str:
-    from tiny_models.clip import TinyClipConfig, build_tiny_clip as build, local_dir_name, save_tiny_clip
-
     config = TinyClipConfig(seed=seed)
-    return local_dir_name(save_tiny_clip(build(config), config, out))
+    return local_dir_name(save_tiny_clip(tiny_clip.build_tiny_clip(config), config, out))
 
 
 def build_dataset(out: Path, clips: int, frames: int, frame_size: int, seed: int) -> Path:
-    from data_prep.prepare import prepare
-    from data_prep.synth import generate
-
     world = out.parent / "synth-world"
-    generate(world, clips, seed=seed, num_proc=1, progress=False)
+    synth.generate(world, clips, seed=seed, num_proc=1, progress=False)
     prepare(world, out, frames=frames, stride=1, image_size=frame_size, num_proc=1)
     return out
 
@@ -492,9 +493,6 @@ def table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
 
 
 def machine() -> str:
-    import transformers
-    import trl
-
     versions = f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}"
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -640,8 +638,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             models = [("tiny-smolvlm (CPU stand-in)", lambda: build_tiny_model(work / "tiny-smolvlm", args.seed))]
             models_note = "the tiny offline SmolVLM-shaped model (`tiny_models`), standing in for the real sizes"
-        from transformers import AutoConfig
-
         for name, build in models:
             print(f"== {name}", flush=True)
             model_dir = build()
