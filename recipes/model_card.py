@@ -144,7 +144,7 @@ def _metrics_section(metrics: dict | None, source: str | None, output_dir: Path)
             "",
             "```bash",
             f"make eval MODEL={output_dir}",
-            f"python -m recipes.tracking --model {output_dir} --metrics work/eval/{output_dir.name}/metrics.json",
+            f"python -m recipes.model_card --model {output_dir} --metrics work/eval/{output_dir.name}/metrics.json",
             "```",
         ]
     lines = []
