@@ -28,9 +28,9 @@ figures already in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
+import importlib
 import json
 import logging
 import platform
@@ -42,11 +42,37 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable
 
 import torch
+import transformers
+import trl
+from transformers import (
+    AutoConfig,
+    GenerationConfig,
+    Idefics3ForConditionalGeneration,
+    Idefics3ImageProcessor,
+    Idefics3Processor,
+    TrainerCallback,
+)
 
 from benchmarks.markdown import read_section, section_markers, write_section
+from data_prep.prepare import prepare
+from data_prep import synth
+from recipes.cli import USER_ERRORS
+from recipes.data import tokens_per_sample
+from tiny_models import clip as tiny_clip
+from tiny_models.clip import TinyClipConfig, local_dir_name, save_tiny_clip
+from tiny_models.vlm import (
+    IMAGE_TOKEN,
+    SMOLVLM_CHAT_TEMPLATE,
+    TinyVLMConfig,
+    build_tiny_vlm,
+    image_tokens_per_tile,
+    real_size_config,
+    real_size_image_processor_kwargs,
+    save_tiny_vlm,
+)
 
 OWNER = "benchmarks.gpu"
 SECTION_START, SECTION_END = section_markers(OWNER)
@@ -104,10 +130,6 @@ class ModelShape:
 
 
 def model_shape(config) -> ModelShape:
-    from transformers import Idefics3ForConditionalGeneration
-
-    from tiny_models.vlm import image_tokens_per_tile
-
     with torch.device("meta"):
         model = Idefics3ForConditionalGeneration(config)
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
@@ -179,17 +201,6 @@ def build_real_size_model(name: str, out: Path, seed: int) -> Path:
     """A folder ``from_pretrained`` loads: the published architecture with random weights, SmolVLM's
     processor settings (image budget of the checkpoint) and the tiny tokenizer (text content does
     not matter for speed; the embedding keeps the real vocabulary size)."""
-    from transformers import GenerationConfig, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
-
-    from tiny_models.vlm import (
-        IMAGE_TOKEN,
-        SMOLVLM_CHAT_TEMPLATE,
-        TinyVLMConfig,
-        build_tiny_vlm,
-        image_tokens_per_tile,
-        real_size_config,
-        real_size_image_processor_kwargs,
-    )
 
     _, tiny_processor = build_tiny_vlm(TinyVLMConfig(seed=seed))
     tokenizer = tiny_processor.tokenizer
@@ -219,25 +230,18 @@ def build_real_size_model(name: str, out: Path, seed: int) -> Path:
 
 
 def build_tiny_model(out: Path, seed: int) -> Path:
-    from tiny_models.vlm import TinyVLMConfig, build_tiny_vlm, save_tiny_vlm
-
     model, processor = build_tiny_vlm(TinyVLMConfig(seed=seed))
     return save_tiny_vlm(model, processor, out)
 
 
 def build_tiny_clip(out: Path, seed: int) -> str:
-    from tiny_models.clip import TinyClipConfig, build_tiny_clip as build, local_dir_name, save_tiny_clip
-
     config = TinyClipConfig(seed=seed)
-    return local_dir_name(save_tiny_clip(build(config), config, out))
+    return local_dir_name(save_tiny_clip(tiny_clip.build_tiny_clip(config), config, out))
 
 
 def build_dataset(out: Path, clips: int, frames: int, frame_size: int, seed: int) -> Path:
-    from data_prep.prepare import prepare
-    from data_prep.synth import generate
-
     world = out.parent / "synth-world"
-    generate(world, clips, seed=seed, num_proc=1, progress=False)
+    synth.generate(world, clips, seed=seed, num_proc=1, progress=False)
     prepare(world, out, frames=frames, stride=1, image_size=frame_size, num_proc=1)
     return out
 
@@ -246,12 +250,12 @@ def build_dataset(out: Path, clips: int, frames: int, frame_size: int, seed: int
 # Measuring a recipe run
 
 
-class Probe:
-    """Times optimizer steps and generation inside a stage's own trainer; counts tokens and memory."""
+class Probe(TrainerCallback):
+    """Times optimizer steps and generation inside a stage's own trainer, handed to the stage as a
+    ``TrainerCallback``; counts tokens and memory."""
 
-    def __init__(self, warmup: int, max_new_tokens: int | None = None, count_input_tokens: bool = False):
+    def __init__(self, warmup: int, count_input_tokens: bool = False):
         self.warmup = warmup
-        self.max_new_tokens = max_new_tokens
         # SFT: let the Trainer count the non-padding tokens of each batch (GRPO counts its own)
         self.count_input_tokens = count_input_tokens
         self.cuda = torch.cuda.is_available()
@@ -259,7 +263,7 @@ class Probe:
         self.step_tokens: list[int] = []
         self.generation_seconds: list[float] = []  # per timed step
         self.generated_tokens: list[int] = []
-        self.budget: dict[str, int] | None = None  # common.tokens_per_sample of the first clip
+        self.budget: dict[str, int] | None = None  # recipes.data.tokens_per_sample of the first clip
         self.samples_per_step: int | None = None
         self.peak_allocated: int | None = None
         self._gen_seconds = 0.0
@@ -271,38 +275,39 @@ class Probe:
         if self.cuda:
             torch.cuda.synchronize()
 
-    def callback(self):
-        from transformers import TrainerCallback
+    def on_init_end(self, args, state, control, **kwargs):
+        if self.count_input_tokens:  # a choice the command line cannot give (it parses a bool)
+            args.include_num_input_tokens_seen = "non_padding"
 
-        probe = self
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, train_dataloader=None,
+                       **kwargs):
+        self.budget = tokens_per_sample(processing_class, train_dataloader.dataset[0])
+        self.samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        self.wrap_generate(model)
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
 
-        class Callback(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                if probe.cuda:
-                    torch.cuda.reset_peak_memory_stats()
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._sync()
+        self._gen_seconds, self._gen_tokens = 0.0, 0
+        self._tokens_at_start = state.num_input_tokens_seen
+        self._start = time.perf_counter()
 
-            def on_step_begin(self, args, state, control, **kwargs):
-                probe._sync()
-                probe._gen_seconds, probe._gen_tokens = 0.0, 0
-                probe._tokens_at_start = state.num_input_tokens_seen
-                probe._start = time.perf_counter()
+    def on_step_end(self, args, state, control, **kwargs):
+        self._sync()
+        if state.global_step > self.warmup:
+            self.step_seconds.append(time.perf_counter() - self._start)
+            self.step_tokens.append(state.num_input_tokens_seen - self._tokens_at_start)
+            self.generation_seconds.append(self._gen_seconds)
+            self.generated_tokens.append(self._gen_tokens)
 
-            def on_step_end(self, args, state, control, **kwargs):
-                probe._sync()
-                if state.global_step > probe.warmup:
-                    probe.step_seconds.append(time.perf_counter() - probe._start)
-                    probe.step_tokens.append(state.num_input_tokens_seen - probe._tokens_at_start)
-                    probe.generation_seconds.append(probe._gen_seconds)
-                    probe.generated_tokens.append(probe._gen_tokens)
-
-            def on_train_end(self, args, state, control, **kwargs):
-                if probe.cuda:
-                    probe.peak_allocated = torch.cuda.max_memory_allocated()
-
-        return Callback()
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.cuda:
+            self.peak_allocated = torch.cuda.max_memory_allocated()
 
     def wrap_generate(self, model: torch.nn.Module) -> None:
-        """Time ``generate`` of the innermost model (peft and TRL call it through their wrappers)."""
+        """Time ``generate`` of the innermost model (peft and TRL call it through their wrappers):
+        the one measurement no callback event gives."""
         while True:  # unwrap DDP (.module) and peft (get_base_model) down to the transformers model
             inner = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", None)
             if not isinstance(inner, torch.nn.Module) or inner is model:
@@ -325,78 +330,15 @@ class Probe:
 
         model.generate = timed_generate
 
-    def trainer_class(self, base: type) -> type:
-        probe = self
 
-        class Measured(base):
-            def __init__(self, *args, **kwargs):
-                from recipes import common
-
-                training_args = kwargs["args"]
-                if probe.count_input_tokens:  # a choice the command line cannot give (it parses a bool)
-                    training_args.include_num_input_tokens_seen = "non_padding"
-                if probe.max_new_tokens is not None:  # every completion exactly this long: same work per step
-                    training_args.generation_kwargs = {**(training_args.generation_kwargs or {}),
-                                                       "min_new_tokens": probe.max_new_tokens}
-                probe.budget = common.tokens_per_sample(kwargs["processing_class"], kwargs["train_dataset"][0])
-                probe.samples_per_step = (training_args.per_device_train_batch_size
-                                          * training_args.gradient_accumulation_steps)
-                super().__init__(*args, **kwargs)
-                self.add_callback(probe.callback())
-                probe.wrap_generate(self.model)
-
-        Measured.__name__ = Measured.__qualname__ = f"Measured{base.__name__}"
-        return Measured
-
-
-@contextlib.contextmanager
-def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
-    original = getattr(obj, name)
-    setattr(obj, name, value)
+def run_stage(stage: str, probe: Probe, recipe_args: list[str]) -> None:
+    """Run a stage's own script with the probe as a callback; the stage folder it writes (outside
+    the timed steps) is removed afterwards: a benchmark keeps figures, not models."""
+    module = importlib.import_module(f"recipes.{stage}.{stage}")
     try:
-        yield
+        module.main(recipe_args, callbacks=[probe])
     finally:
-        setattr(obj, name, original)
-
-
-@contextlib.contextmanager
-def no_stage_save() -> Iterator[None]:
-    """The benchmark measures training; writing the stage folder is not part of a step."""
-    from recipes import common
-
-    with patched(common, "save_stage", lambda *args, **kwargs: None):
-        yield
-
-
-def run_sft(probe: Probe, recipe_args: list[str]) -> None:
-    from recipes.sft import sft
-
-    with no_stage_save(), patched(sft, "SFTTrainer", probe.trainer_class(sft.SFTTrainer)):
-        sft.main(recipe_args)
-
-
-def run_rl(probe: Probe, algorithm: str, recipe_args: list[str]) -> None:
-    from trl import GRPOTrainer
-
-    from recipes import actor_critic, common
-
-    if algorithm == "actor_critic":
-        from recipes.stage1 import stage1
-
-        with no_stage_save(), patched(actor_critic, "ActorCriticTrainer",
-                                      probe.trainer_class(actor_critic.ActorCriticTrainer)):
-            stage1.main(recipe_args)
-        return
-    from recipes.stage2 import stage2
-
-    run_rl_stage = common.run_rl_stage
-    measured = probe.trainer_class(GRPOTrainer)
-
-    def run_measured(recipe, training_args, model_args, trainer_cls=None, **kwargs):
-        return run_rl_stage(recipe, training_args, model_args, trainer_cls=trainer_cls or measured, **kwargs)
-
-    with no_stage_save(), patched(common, "run_rl_stage", run_measured):
-        stage2.main(recipe_args)
+        shutil.rmtree(recipe_args[recipe_args.index("--output_dir") + 1], ignore_errors=True)
 
 
 def free_memory() -> None:
@@ -409,11 +351,9 @@ def attempt(run: Callable[[], None]) -> str:
     """'ok', or why the run could not happen: skipped (the recipe refused: no bitsandbytes or no CUDA
     for QLoRA), out of GPU memory, or failed (the error, also printed in full). One run's failure
     must not cost the others' figures."""
-    from recipes.common import RecipeError
-
     try:
         run()
-    except RecipeError as err:
+    except USER_ERRORS as err:
         reason = str(err).split(". ")[0]
         reason = reason.split(": ")[0] if len(reason) > MAX_REASON_CHARS else reason
         return "skipped: " + reason.replace("|", "/")
@@ -468,7 +408,7 @@ def measure_sft(model_name, model_dir, shape, mode, dataset, work, args, peak) -
               "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
               "--max_train_samples", str(args.batch_size * steps), "--load_best_model_at_end", "false",
               *MODE_OVERRIDES[mode]]
-    status = attempt(lambda: run_sft(probe, recipe))
+    status = attempt(lambda: run_stage("sft", probe, recipe))
     row = Row(model_name, shape.total_params, mode, "sft", status)
     if status != "ok" or not probe.step_seconds:
         return row
@@ -486,7 +426,7 @@ def measure_sft(model_name, model_dir, shape, mode, dataset, work, args, peak) -
 
 
 def measure_rl(model_name, model_dir, shape, mode, algorithm, dataset, work, args, clip) -> Row:
-    probe = Probe(args.warmup, max_new_tokens=args.max_new_tokens)
+    probe = Probe(args.warmup)
     steps = args.warmup + args.steps
     stage = "stage1" if algorithm == "actor_critic" else "stage2"
     rewards = (["--reward_funcs", "clip_alignment", "--reward_weights", "1.0", "--reward_params",
@@ -496,8 +436,10 @@ def measure_rl(model_name, model_dir, shape, mode, algorithm, dataset, work, arg
               *common_recipe_args(model_dir, dataset, work / f"{stage}-{mode}", args, steps),
               "--num_generations", str(args.num_generations), "--max_completion_length", str(args.max_new_tokens),
               "--per_device_train_batch_size", str(args.num_generations), "--gradient_accumulation_steps", "1",
-              "--max_train_samples", str(steps), *rewards, *MODE_OVERRIDES[mode]]
-    status = attempt(lambda: run_rl(probe, algorithm, recipe))
+              "--max_train_samples", str(steps), *rewards, *MODE_OVERRIDES[mode],
+              # every completion exactly max_new_tokens long: the same work per step
+              "--generation_kwargs", json.dumps({"min_new_tokens": args.max_new_tokens})]
+    status = attempt(lambda: run_stage(stage, probe, recipe))
     row = Row(model_name, shape.total_params, mode, algorithm, status)
     if status != "ok" or not probe.step_seconds:
         return row
@@ -551,9 +493,6 @@ def table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
 
 
 def machine() -> str:
-    import transformers
-    import trl
-
     versions = f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}"
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -699,8 +638,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             models = [("tiny-smolvlm (CPU stand-in)", lambda: build_tiny_model(work / "tiny-smolvlm", args.seed))]
             models_note = "the tiny offline SmolVLM-shaped model (`tiny_models`), standing in for the real sizes"
-        from transformers import AutoConfig
-
         for name, build in models:
             print(f"== {name}", flush=True)
             model_dir = build()

@@ -16,7 +16,6 @@ only by :func:`taxonomy.answer.parse_answer`.
 from __future__ import annotations
 
 import argparse
-
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,12 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from tqdm import tqdm
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from recipes.common import image_prompt
+from core.image_budget import configure_image_budget
+from core.model_source import ModelSourceError, check_model_source
+from core.precision import resolve_precision, torch_dtype
+from core.prompt import image_prompt
 
 DEFAULT_BATCH_SIZE = 8
 # The canonical JSON answer of a busy scene is ~100-200 tokens with the tiny tokenizer and up to
@@ -48,35 +51,11 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def pick_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """fp32 on CPU (bf16 matmuls are far slower there, FACTS.md), bf16 on GPUs that support it."""
-    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if precision != "auto":
-        if precision not in choices:
-            raise EvaluationError(f"precision must be auto or one of {sorted(choices)}, got {precision!r}")
-        return choices[precision]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-def configure_image_budget(processor: Any, image_splitting: bool | None = None,
-                           image_longest_edge: int | None = None) -> Any:
-    """Apply the recipes' image-budget knobs to a processor (None keeps what the folder saved)."""
-    image_processor = processor.image_processor
-    if image_splitting is not None:
-        image_processor.do_image_splitting = image_splitting
-    if image_longest_edge is not None:
-        image_processor.size = {"longest_edge": int(image_longest_edge)}
-    return processor
-
-
-def image_budget(processor: Any) -> dict:
-    """The image budget in use, recorded beside every evaluation."""
-    image_processor = processor.image_processor
-    return {
-        "image_splitting": bool(getattr(image_processor, "do_image_splitting", False)),
-        "image_longest_edge": (getattr(image_processor, "size", None) or {}).get("longest_edge"),
-    }
+    """fp32 on CPU (bf16 matmuls are far slower there, docs/smolvlm.md), bf16 on GPUs that support it."""
+    try:
+        return torch_dtype(resolve_precision(precision, device))
+    except ValueError as err:
+        raise EvaluationError(str(err)) from None
 
 
 def processor_folder(folder: Path) -> Path:
@@ -111,19 +90,15 @@ def load_model_and_processor(model_dir: str | Path, image_splitting: bool | None
                              precision: str = "auto"):
     """``(model, processor)`` from one folder, model in eval mode on ``device``; processor set for
     batched generation (left padding) with the requested image budget."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     folder = Path(model_dir)
     if folder.is_dir():
         check_model_folder(folder)
     else:  # a hub id ("HuggingFaceTB/SmolVLM-Instruct"): only from the local cache when offline
-        from recipes.common import RecipeError, check_model_source
-
         if str(model_dir).count("/") != 1 or folder.is_absolute() or str(model_dir).startswith("."):
             raise EvaluationError(f"model folder not found: {folder}")
         try:
             check_model_source(str(model_dir))
-        except RecipeError as err:
+        except ModelSourceError as err:
             raise EvaluationError(str(err)) from err
     torch_device = pick_device(device)
     dtype = pick_dtype(torch_device, precision)

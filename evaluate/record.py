@@ -32,9 +32,10 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from core.logs import configure_logging
 from evaluate.run import evaluate_model
 
-logger = logging.getLogger("smoldrive")
+logger = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "work/dataset"
 DEFAULT_CLIP = "local-dir:work/models/tiny-clip-trained"
@@ -305,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score (R1's model)")
     parser.add_argument("--out", default="records/rl_record.md")
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    configure_logging()
 
     metrics: dict[str, list[dict]] = {run.name: [] for run in RUNS}
     rewards: dict[str, list[dict]] = {run.name: [] for run in RUNS if run.rl}

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 from tqdm import tqdm
 
+from core.image_budget import image_budget
 from evaluate import gallery as gallery_module
 from evaluate import plots, report
 from evaluate.generate import (
@@ -39,7 +40,6 @@ from evaluate.generate import (
     DEFAULT_MAX_NEW_TOKENS,
     EvaluationError,
     generate_for_split,
-    image_budget,
     load_eval_split,
     load_model_and_processor,
 )

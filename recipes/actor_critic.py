@@ -48,6 +48,7 @@ gloo processes; DeepSpeed and FSDP are not supported.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
@@ -69,10 +71,11 @@ from recipes.ppo_math import (
     masked_mean,
     masked_normalize,
 )
+from rewards import clip_alignment as r1
 from rewards.registry import reward_span
 from taxonomy.spans import locate_description, span_chars, token_span_mask
 
-logger = logging.getLogger("smoldrive")
+logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("actor_critic", "grpo")
 GRANULARITIES = ("token", "word")
@@ -501,8 +504,6 @@ class ActorCriticTrainer(GRPOTrainer):
 
     def save_value_head(self, output_dir: str | os.PathLike) -> str:
         """Write ``value_head.safetensors`` into ``output_dir`` (the model folder stays pure)."""
-        from safetensors.torch import save_file
-
         os.makedirs(output_dir, exist_ok=True)
         path = os.path.join(output_dir, VALUE_HEAD_FILE)
         state = {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
@@ -511,8 +512,6 @@ class ActorCriticTrainer(GRPOTrainer):
 
     def load_value_head(self, folder: str | os.PathLike) -> bool:
         """Restore the head from ``folder/value_head.safetensors``; False (and a warning) when absent."""
-        from safetensors.torch import load_file
-
         path = os.path.join(folder, VALUE_HEAD_FILE)
         if not os.path.isfile(path):
             logger.warning("%s has no %s: the value head starts fresh", folder, VALUE_HEAD_FILE)
@@ -585,10 +584,6 @@ def clip_token_reward_fn(tokenizer: Any, granularity: str = "word", **clip_param
     max_description_chars), e.g. the ``keywords`` of its ConfiguredReward. When the description
     is not verbatim in the completion (JSON escapes), its total is paid on the last token.
     """
-    import inspect
-
-    from rewards import clip_alignment as r1
-
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     defaults = {

@@ -16,7 +16,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 from recipes.errors import RecipeError
 
-logger = logging.getLogger("smoldrive")
+logger = logging.getLogger(__name__)
 
 TRUE_WORDS = ("true", "yes", "1", "last", "latest")
 FALSE_WORDS = ("", "false", "no", "0", "none")

@@ -31,7 +31,6 @@ import os
 import sys
 from pathlib import Path
 
-from recipes import common
 from rewards.registry import completion_text, register_reward
 
 DIGEST_REWARD = "completion_digest"
@@ -120,14 +119,14 @@ def main(argv: list[str] | None = None) -> None:
     from trl import GRPOTrainer
 
     # stage2/stage3 (and stage1 with algorithm: grpo) get the default trainer class from run_rl_stage
-    run_rl_stage = common.run_rl_stage
+    module = importlib.import_module(f"recipes.{args.stage}.{args.stage}")
+    run_rl_stage = module.run_rl_stage
 
     def run_recorded(recipe, training_args, model_args, trainer_cls=None, **kwargs):
         return run_rl_stage(recipe, training_args, model_args,
                             trainer_cls=trainer_cls or recording(GRPOTrainer, args.record), **kwargs)
 
-    common.run_rl_stage = run_recorded
-    module = importlib.import_module(f"recipes.{args.stage}.{args.stage}")
+    module.run_rl_stage = run_recorded
     module.main(recipe_argv)
     rank = RECORD.get("rank", int(os.environ.get("RANK", "0")))
     (args.record / f"rank{rank}.json").write_text(json.dumps(RECORD))

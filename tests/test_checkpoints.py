@@ -31,7 +31,7 @@ def test_true_resumes_from_the_newest_complete_checkpoint(tmp_path):
 def test_a_half_written_checkpoint_is_skipped_with_a_message_naming_it(tmp_path, caplog):
     complete = _checkpoint(tmp_path, 10)
     half = _checkpoint(tmp_path, 20, complete=False)
-    with caplog.at_level(logging.WARNING, logger="smoldrive"):
+    with caplog.at_level(logging.WARNING, logger="recipes.checkpoints"):
         assert resolve_resume("true", tmp_path) == str(complete)
     assert str(half) in caplog.text and "trainer_state.json" in caplog.text
 
@@ -79,7 +79,7 @@ def test_sft_recipe_resumes_with_true_after_a_kill_left_a_half_written_checkpoin
     sft.main([*common, "--max_steps", "2"])
     (out / "checkpoint-2" / "trainer_state.json").unlink()  # the kill: checkpoint-2 never finished
     shutil.rmtree(out / "runs", ignore_errors=True)
-    with caplog.at_level(logging.INFO, logger="smoldrive"):
+    with caplog.at_level(logging.INFO, logger="recipes.checkpoints"):
         sft.main([*common, "--max_steps", "3", "--resume_from_checkpoint", "true"])
     assert f"skipping {out / 'checkpoint-2'}" in caplog.text
     assert f"resuming from {out / 'checkpoint-1'}" in caplog.text
@@ -98,9 +98,14 @@ def _run(args, kill=False):
     import subprocess
     import sys
 
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
     command = [sys.executable, str(KILLER), *args] if kill else [sys.executable, "-m", *args]
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                          timeout=600)
+    # a script's own folder heads sys.path, not the working directory: name this checkout first, or an
+    # installed copy of the project (an editable install elsewhere) is what the script imports
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     if kill:
         assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     else:

@@ -57,7 +57,10 @@ def launch(stage: str, work: Path, model: Path, dataset: Path, extra: list[str],
         "--model_name_or_path", str(model), "--dataset_path", str(dataset), "--output_dir", str(out),
         *RUN_OVERRIDES, *extra,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+           # the helper is a script: its folder heads sys.path, not the working directory; name this checkout
+           # first, or an installed copy of the project (an editable install elsewhere) is what it imports
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=LAUNCH_TIMEOUT_S)
     assert done.returncode == 0, f"{stage} with {NUM_PROCESSES} processes failed:\n{done.stderr[-4000:]}"

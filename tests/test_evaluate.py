@@ -11,7 +11,7 @@ from PIL import Image
 
 from evaluate import gallery, plots, report, run
 from evaluate.generate import EvaluationError, load_eval_split, load_model_and_processor
-from recipes.common import image_prompt
+from core.prompt import image_prompt
 from taxonomy.answer import format_answer, parse_answer
 from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
 

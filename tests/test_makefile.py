@@ -35,16 +35,16 @@ def commands(tmp_path_factory):
 def test_demo_stage_reads_and_writes_under_work(commands, stage):
     import importlib
 
-    from recipes import common
+    from recipes import config, rl
 
     work, found = commands
     assert stage in found, sorted(found)
     module = importlib.import_module(f"recipes.{stage}.{stage}")
-    parsed = common.parse_recipe(module.RECIPE_TYPES, found[stage])
+    parsed = config.parse_recipe(module.RECIPE_TYPES, found[stage])
     recipe, training_args, model_args = parsed
     for value in (model_args.model_name_or_path, recipe.dataset_path, training_args.output_dir):
         assert str(value).startswith(str(work)), value
-    for params in (common.reward_params(recipe) if hasattr(recipe, "reward_funcs") else {}).values():
+    for params in (rl.reward_params(recipe) if hasattr(recipe, "reward_funcs") else {}).values():
         name = str(params.get("model_name", ""))
         assert not name.startswith("local-dir:") or name.startswith(f"local-dir:{work}"), name
 

@@ -3,8 +3,8 @@ here the way the code would check it for them.
 
 - Every fenced ```yaml block is a recipe fragment. Its first line names the recipe file it belongs
   to (``# recipes/stage1/stage1.yaml``); the block is laid over that file's keys and parsed by the
-  stage's own parser (``common.parse_recipe`` onto the stage's ``RECIPE_TYPES``), and an RL stage
-  then builds its rewards (``common.build_rewards``): an unknown key or a bad ``reward_params`` entry
+  stage's own parser (``recipes.config.parse_recipe`` onto the stage's ``RECIPE_TYPES``), and an RL stage
+  then builds its rewards (``recipes.rl.build_rewards``): an unknown key or a bad ``reward_params`` entry
   fails here exactly as it fails for a user.
 - Every ``make ...`` line in a fenced shell block, and every inline ```make ...``` span, runs as
   ``make -n`` with the variables it sets (nothing is executed, the venv is not installed) and must
@@ -103,14 +103,16 @@ def _stage_module(stage: str, where: str):
 
 def parse_as_the_stage_does(stage: str, argv: list[str], where: str) -> None:
     """Parse ``argv`` with the stage's own parser; an RL stage also builds its rewards."""
-    from recipes import common
+    from recipes.config import parse_recipe
+    from recipes.errors import RecipeError
+    from recipes.rl import build_rewards
 
     module = _stage_module(stage, where)
     try:
-        recipe, training_args, _ = common.parse_recipe(module.RECIPE_TYPES, argv)
+        recipe, training_args, _ = parse_recipe(module.RECIPE_TYPES, argv)
         if hasattr(recipe, "reward_funcs"):
-            common.build_rewards(recipe, training_args)
-    except common.RecipeError as err:
+            build_rewards(recipe, training_args)
+    except RecipeError as err:
         pytest.fail(f"{where}: {err}", pytrace=False)
 
 

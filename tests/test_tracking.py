@@ -1,4 +1,4 @@
-"""recipes/tracking.py: W&B offline without a login (never a prompt), TensorBoard as the fallback
+"""recipes/tracking.py and recipes/model_card.py: W&B offline without a login (never a prompt), TensorBoard as the fallback
 and the alternative, and the model card (chain, recipe, data, metrics, versions)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from recipes import tracking
+from recipes import model_card, tracking
 
 REPO = Path(__file__).resolve().parents[1]
 WANDB_VARIABLES = ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_PROJECT",
@@ -117,7 +117,7 @@ def test_no_wandb_listed_changes_nothing(no_login, tmp_path):
 def test_without_the_wandb_package_it_falls_back_to_tensorboard(no_login, monkeypatch, tmp_path, caplog):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` now raises ImportError
     training_args = args(tmp_path, ["wandb"])
-    with caplog.at_level(logging.INFO, logger="smoldrive"):
+    with caplog.at_level(logging.INFO, logger="recipes.tracking"):
         assert tracking.configure_tracking(training_args) == ["tensorboard"]
     assert training_args.report_to == ["tensorboard"]
     assert "not installed" in caplog.text and str(tmp_path / "runs") in caplog.text
@@ -159,7 +159,7 @@ def make_stage_folder(folder: Path, recipe: dict, steps: int, stage: str) -> Pat
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": steps}))
     (folder / "model.safetensors").write_bytes(b"weights")
-    tracking.write_model_card(folder, recipe, stage, recipe["model_name_or_path"], recipe["dataset_path"])
+    model_card.write_model_card(folder, recipe, stage, recipe["model_name_or_path"], recipe["dataset_path"])
     return folder
 
 
@@ -191,12 +191,12 @@ def chain(tmp_path, small_prepared_dataset):
 
 
 def test_model_card_lists_the_chain_recipe_data_and_versions(chain):
-    card = tracking.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data)
+    card = model_card.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data)
     front, body = front_matter_and_body(card)
     assert front["base_model"] == HUB_BASE  # the hub model the whole chain started from
     assert front["library_name"] == "transformers"
     assert {"smoldrive", "trl", "stage2", "grpo", "lora"} <= set(front["tags"])
-    assert front[tracking.STAGE_KEY] == "stage2"
+    assert front[model_card.STAGE_KEY] == "stage2"
     # the chain, oldest first, with each stage's method and steps
     rows = [line for line in body.splitlines() if re.match(r"\| \d+ \|", line)]
     assert [row.split("|")[2].strip() for row in rows] == ["base", "sft", "stage1", "**stage2** (this model)"]
@@ -216,7 +216,7 @@ def test_model_card_lists_the_chain_recipe_data_and_versions(chain):
 
 def test_model_card_base_model_is_left_out_when_the_chain_starts_from_a_local_folder(tmp_path, tiny_vlm_dir):
     recipe = {"model_name_or_path": str(tiny_vlm_dir), "dataset_path": str(tmp_path / "none")}
-    card = tracking.write_model_card(tmp_path / "sft", recipe, "sft", str(tiny_vlm_dir), recipe["dataset_path"])
+    card = model_card.write_model_card(tmp_path / "sft", recipe, "sft", str(tiny_vlm_dir), recipe["dataset_path"])
     front, body = front_matter_and_body(card)
     assert "base_model" not in front  # a local path is not a hub id
     assert str(tiny_vlm_dir) in body
@@ -235,26 +235,26 @@ def test_model_card_shows_metrics_given_or_found_but_not_stale_ones(chain):
     found = write_metrics(chain.stage2 / "metrics.json", actions_mf1=0.512)
     stale = time.time() - 3600
     os.utime(found, (stale, stale))  # evaluated before these weights were written: another model
-    card = tracking.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data)
+    card = model_card.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data)
     assert "0.512" not in card.read_text() and "Not evaluated yet" in card.read_text()
     os.utime(found)  # evaluated after training
-    card = tracking.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data)
+    card = model_card.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data)
     assert "| actions | 0.512 | 0.610 | 0.700 |" in card.read_text()
     given = write_metrics(chain.stage2.parent / "eval.json", actions_mf1=0.777)
-    card = tracking.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data,
+    card = model_card.write_model_card(chain.stage2, chain.recipe, "stage2", str(chain.stage1), chain.data,
                                      metrics=given)
     assert "| actions | 0.777 |" in card.read_text() and str(given) in card.read_text()
 
 
 def test_refreshing_a_card_after_evaluation_keeps_its_stage(chain):
     metrics = write_metrics(chain.sft.parent / "sft_metrics.json", actions_mf1=0.444)
-    assert tracking.main(["--model", str(chain.sft), "--metrics", str(metrics)]) == 0
+    assert model_card.main(["--model", str(chain.sft), "--metrics", str(metrics)]) == 0
     front, body = front_matter_and_body(chain.sft / "README.md")
-    assert front[tracking.STAGE_KEY] == "sft" and front["base_model"] == HUB_BASE
+    assert front[model_card.STAGE_KEY] == "sft" and front["base_model"] == HUB_BASE
     assert "| actions | 0.444 |" in body
 
 
 def test_refreshing_a_folder_that_is_not_a_stage_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        tracking.main(["--model", str(tmp_path)])
+        model_card.main(["--model", str(tmp_path)])
     assert "recipe.yaml" in capsys.readouterr().err

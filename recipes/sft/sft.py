@@ -8,15 +8,21 @@ prompt/completion dataset, TRL masks the prompt (completion_only_loss).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
+from transformers import TrainerCallback
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from recipes import common
 from recipes.checkpoints import resolve_resume
+from recipes.cli import run_cli, setup_logging
+from recipes.config import RecipeArguments, apply_precision, parse_recipe, recipe_as_dict
+from recipes.data import load_split, log_token_budget, with_answer_turn
+from recipes.model_loading import configure_vision_tower, load_model, load_processor, lora_config
+from recipes.saving import save_stage
 
 
 @dataclass
-class SFTRecipeArguments(common.RecipeArguments):
+class SFTRecipeArguments(RecipeArguments):
     target_column: str = field(
         default="answer_json",
         metadata={"help": "Dataset column the model learns to say: answer_json or answer_text."},
@@ -27,25 +33,27 @@ class SFTRecipeArguments(common.RecipeArguments):
 RECIPE_TYPES = (SFTRecipeArguments, SFTConfig, ModelConfig)
 
 
-def main(argv: list[str] | None = None) -> None:
-    recipe, training_args, model_args = common.parse_recipe(RECIPE_TYPES, argv)
-    common.setup_logging(training_args)
+def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> None:
+    """Parse, load, train, save. ``callbacks`` are handed to the trainer (a benchmark measures
+    steps through one)."""
+    recipe, training_args, model_args = parse_recipe(RECIPE_TYPES, argv)
+    setup_logging(training_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)  # before loading
-    precision = common.apply_precision(training_args, recipe.precision)
+    precision = apply_precision(training_args, recipe.precision)
 
-    processor = common.load_processor(model_args, recipe)
-    model = common.load_model(model_args, precision)
-    optimizer = common.configure_vision_tower(model, recipe, training_args, model_args.use_peft)
+    processor = load_processor(model_args, recipe)
+    model = load_model(model_args, precision)
+    optimizer = configure_vision_tower(model, recipe, training_args, model_args.use_peft)
 
     datasets = {
-        name: common.load_split(recipe, split, limit, [recipe.target_column])
+        name: load_split(recipe, split, limit, [recipe.target_column])
         for name, split, limit in (
             ("train", recipe.train_split, recipe.max_train_samples),
             ("eval", recipe.eval_split, recipe.max_eval_samples),
         )
     }
-    datasets = {name: common.with_answer_turn(data, recipe.target_column) for name, data in datasets.items()}
-    common.log_token_budget(processor, datasets["train"][0])
+    datasets = {name: with_answer_turn(data, recipe.target_column) for name, data in datasets.items()}
+    log_token_budget(processor, datasets["train"][0])
 
     trainer = SFTTrainer(
         model=model,
@@ -53,12 +61,13 @@ def main(argv: list[str] | None = None) -> None:
         train_dataset=datasets["train"],
         eval_dataset=datasets["eval"],
         processing_class=processor,
-        peft_config=common.lora_config(model_args),
+        peft_config=lora_config(model_args),
         optimizers=(optimizer, None),
+        callbacks=list(callbacks) or None,
     )
     trainer.train(resume_from_checkpoint=resume)
-    common.save_stage(trainer, processor, training_args.output_dir, common.recipe_as_dict(recipe, training_args, model_args))
+    save_stage(trainer, processor, training_args.output_dir, recipe_as_dict(recipe, training_args, model_args))
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    run_cli(main)

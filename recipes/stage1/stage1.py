@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Sequence
 
+from transformers import TrainerCallback
 from trl import ModelConfig
 
-from recipes import common
 from recipes.actor_critic import ALGORITHMS, ActorCriticConfig, build_rl_trainer
+from recipes.cli import run_cli
+from recipes.config import RLRecipeArguments, parse_recipe
+from recipes.rl import reward_params, run_rl_stage
 
 CLIP_REWARD = "clip_alignment"
 
 
 @dataclass
-class Stage1RecipeArguments(common.RLRecipeArguments):
+class Stage1RecipeArguments(RLRecipeArguments):
     algorithm: str = field(default="actor_critic", metadata={"help": f"One of {ALGORITHMS}."})
 
 
@@ -28,15 +32,14 @@ class Stage1RecipeArguments(common.RLRecipeArguments):
 RECIPE_TYPES = (Stage1RecipeArguments, ActorCriticConfig, ModelConfig)
 
 
-def main(argv: list[str] | None = None) -> None:
-    recipe, training_args, model_args = common.parse_recipe(RECIPE_TYPES, argv)
-    reward_params = common.reward_params(recipe)
+def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> None:
+    recipe, training_args, model_args = parse_recipe(RECIPE_TYPES, argv)
     # The dense per-token rewards are the increments of the same CLIP reward the recipe lists.
     trainer_factory = functools.partial(
-        build_rl_trainer, recipe.algorithm, clip_token_reward_params=reward_params.get(CLIP_REWARD, {})
+        build_rl_trainer, recipe.algorithm, clip_token_reward_params=reward_params(recipe).get(CLIP_REWARD, {})
     )
-    common.run_rl_stage(recipe, training_args, model_args, trainer_cls=trainer_factory)
+    run_rl_stage(recipe, training_args, model_args, trainer_cls=trainer_factory, callbacks=callbacks)
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    run_cli(main)

@@ -4,19 +4,24 @@ consistency, no text outside the JSON; rewards/structure.py), optionally mixed w
     python -m recipes.stage3.stage3 --config recipes/stage3/stage3.yaml [--key value ...]
 """
 
+from typing import Sequence
+
+from transformers import TrainerCallback
 from trl import GRPOConfig, ModelConfig
 
-from recipes import common
+from recipes.cli import run_cli
+from recipes.config import RLRecipeArguments, parse_recipe
+from recipes.rl import run_rl_stage
 
 
 # The dataclasses this stage's recipe YAML is parsed onto (also read by tests/test_readme.py).
-RECIPE_TYPES = (common.RLRecipeArguments, GRPOConfig, ModelConfig)
+RECIPE_TYPES = (RLRecipeArguments, GRPOConfig, ModelConfig)
 
 
-def main(argv: list[str] | None = None) -> None:
-    recipe, training_args, model_args = common.parse_recipe(RECIPE_TYPES, argv)
-    common.run_rl_stage(recipe, training_args, model_args)
+def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> None:
+    recipe, training_args, model_args = parse_recipe(RECIPE_TYPES, argv)
+    run_rl_stage(recipe, training_args, model_args, callbacks=callbacks)
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    run_cli(main)
