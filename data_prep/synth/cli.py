@@ -21,8 +21,11 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = WorldConfig()
     for f in fields(WorldConfig):
         default = getattr(defaults, f.name)
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default),
-                           default=default, help=f"{f.metadata.get('help', '')} (default {default})")
+        # A switch is --name / --no-name (type=bool would read any text, "False" too, as True).
+        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(default, bool)
+                else {"type": type(default)})
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=default,
+                           help=f"{f.metadata.get('help', '')} (default {default})", **kind)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from data_prep.synth.render import make_clip
-from data_prep.synth.world import SALT_FILES, SALT_SPLIT, WorldConfig, describe, scene_labels
+from data_prep.synth.world import (
+    SALT_FILES,
+    SALT_SPLIT,
+    WorldConfig,
+    as_written,
+    describe,
+    scene_labels,
+)
 from taxonomy.labels import (
     ACTION_KEYS,
     DEFAULT_REASON_ORDER,
@@ -122,7 +129,7 @@ def _write_clip(task: tuple[int, str, bool], root: Path, seed: int, config: Worl
         reasons=reasons_to_vector(reasons),
         description=describe(facts),
         confuse=confuse,
-        scene=asdict(facts),
+        scene=as_written(facts),
     ).to_dict()
 
 
@@ -259,7 +266,7 @@ def generate(
         _write_json(staging / DESCRIPTIONS_FILE, {t.id: t.description for t in truths})
         _write_json(staging / TRUTH_FILE, [t.to_dict() for t in truths])
         _write_json(staging / CONFIG_FILE, {"seed": seed, "num_clips": num_clips,
-                                            "config": asdict(config)})
+                                            "config": as_written(config)})
         _publish(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

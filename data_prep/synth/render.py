@@ -58,6 +58,11 @@ STOP_SIGN_Z = (10.0, 14.0)
 ROADSIDE_OFFSET = 0.9  # sign and light poles stand this far outside the road edge
 TURN_ARROW_Z = (4.9, 5.6)  # near end of the painted turn arrow
 WALK_SPEED = 0.5  # m/frame, lateral, pedestrians
+# The temporal world. A blinker is lit except every BLINK_PERIOD-th frame counted back from the
+# last, which is dark: any M >= 2 frames at stride 1 or 2 see it lit at least once, M = 1 never.
+BLINK_PERIOD = 3
+KERB_OFFSET = 0.5  # a kerb pedestrian stands this far outside the road edge in the last frame
+KERB_PEDESTRIAN_Z = (11.0, 13.0)  # far enough to be in view beside a three-lane road
 RIDE_SPEED = 1.0  # m/frame, lateral, cyclists
 BUILDING_Z = (45.0, 90.0)
 BUILDING_HEIGHT = (6.0, 22.0)
@@ -155,15 +160,18 @@ def sample_layout(rng: np.random.Generator, facts: SceneFacts, config: WorldConf
             z, dz = _uniform(rng, CAR_MODERATE_Z), _uniform(rng, CAR_MODERATE_SPEED)
         turn = facts.front_car_turning
         offset = {"none": 0.0, "left": -FRONT_CAR_TURN_OFFSET, "right": FRONT_CAR_TURN_OFFSET}[turn]
+        if config.temporal:  # it only signals (blinking) and has not started to drift
+            offset = 0.0
         drift = offset / max(config.frames - 1, 1)
         things.append(_Thing("car", offset, z, dx=drift, dz=dz, params={
-            "colour": CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], "blinker": turn}))
+            "colour": CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], "blinker": turn,
+            "blinking": config.temporal}))
     for side, blocked in (("left", facts.left_lane_blocked), ("right", facts.right_lane_blocked)):
         if blocked:
             x = -LANE_WIDTH if side == "left" else LANE_WIDTH
             things.append(_Thing("car", x, _uniform(rng, SIDE_CAR_Z), dz=_uniform(rng, SIDE_CAR_SPEED),
                                  params={"colour": CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))],
-                                         "blinker": "none"}))
+                                         "blinker": "none", "blinking": False}))
 
     obstacles = []
     if facts.pedestrian:
@@ -184,6 +192,15 @@ def sample_layout(rng: np.random.Generator, facts: SceneFacts, config: WorldConf
         side = -1 if facts.ego_lane == "left_turn" else 1
         things.append(_Thing("turn_arrow", 0.0, _uniform(rng, TURN_ARROW_Z), dz=still,
                              params={"side": side}))
+
+    if facts.kerb_pedestrian != "none":
+        # Waiting and stepping draw the same numbers, so both stand on the same spot in the last
+        # frame; only the stepping one came from further out (earlier frames).
+        side = -1 if rng.random() < 0.5 else 1
+        edge = left_edge if side < 0 else right_edge
+        walk = -side * WALK_SPEED if facts.kerb_pedestrian == "stepping" else 0.0
+        things.append(_Thing("person", edge + side * KERB_OFFSET, _uniform(rng, KERB_PEDESTRIAN_Z),
+                             dx=walk, dz=still))
 
     jit = config.colour_jitter
     return _Layout(
@@ -295,7 +312,14 @@ def _draw_stop_sign(draw: ImageDraw.ImageDraw, cam: _Camera, x: float, z: float)
                            STOP_SIGN_CENTRE_Y + 0.15 * r, z), fill=LINE_WHITE)
 
 
-def _draw_car(draw: ImageDraw.ImageDraw, cam: _Camera, t: _Thing, x: float, z: float) -> None:
+def _blinker_lit(t: _Thing, steps_before_last: int) -> bool:
+    if t.params["blinker"] == "none":
+        return False
+    return not t.params["blinking"] or steps_before_last % BLINK_PERIOD != 0
+
+
+def _draw_car(draw: ImageDraw.ImageDraw, cam: _Camera, t: _Thing, x: float, z: float,
+              blinker_lit: bool) -> None:
     w, h = CAR_WIDTH, CAR_HEIGHT
     colour = t.params["colour"]
     draw.rectangle(cam.box(x - w / 2 + 0.1, x - w / 2 + 0.5, 0.0, 0.4, z), fill=TYRE)
@@ -306,9 +330,8 @@ def _draw_car(draw: ImageDraw.ImageDraw, cam: _Camera, t: _Thing, x: float, z: f
     for side in (-1, 1):
         cx = x + side * (w / 2 - 0.25)
         draw.rectangle(cam.box(cx - 0.15, cx + 0.15, 0.4 * h, 0.55 * h, z), fill=TAIL_LIGHT)
-    blinker = t.params["blinker"]
-    if blinker != "none":
-        side = -1 if blinker == "left" else 1
+    if blinker_lit:
+        side = -1 if t.params["blinker"] == "left" else 1
         bw, bh = BLINKER_SIZE
         outer = x + side * (w / 2 + BLINKER_OVERHANG)
         x0, x1 = sorted((outer, outer - side * bw))
@@ -384,7 +407,7 @@ def render_frame(facts: SceneFacts, layout: _Layout, config: WorldConfig, frame:
         elif t.kind == "stop_sign":
             _draw_stop_sign(draw, cam, x, z)
         elif t.kind == "car":
-            _draw_car(draw, cam, t, x, z)
+            _draw_car(draw, cam, t, x, z, _blinker_lit(t, steps_before_last))
         elif t.kind == "person":
             _draw_person(draw, cam, x, z)
         elif t.kind == "rider":

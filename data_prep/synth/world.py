@@ -10,7 +10,7 @@ writes them to disk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,10 +26,27 @@ TURNING = ("none", "left", "right")
 OTHER_OBSTACLES = ("none", "cone", "box")
 EGO_LANES = ("straight", "left_turn", "right_turn")
 SIDES = ("dashed", "solid", "edge")  # the boundary of the ego lane: a lane beyond it, or road edge
+# The temporal world only: a pedestrian at the kerb who waits, or walks towards the road.
+KERB_PEDESTRIAN = ("none", "waiting", "stepping")
 
 
 def _knob(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+def _temporal_knob(default: Any, help: str) -> Any:
+    """A field of the temporal world: written to disk only when set (see :func:`as_written`)."""
+    return field(default=default, metadata={"help": help, "temporal_world": True})
+
+
+def as_written(obj: Any) -> dict:
+    """``asdict(obj)`` less the temporal-world fields left at their default, so a default world's
+    files stay byte-identical to those written before the temporal world existed."""
+    out = asdict(obj)
+    for f in fields(obj):
+        if f.metadata.get("temporal_world") and out[f.name] == f.default:
+            del out[f.name]
+    return out
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,18 @@ class WorldConfig:
     p_no_right_lane: float = _knob(0.175, "road edge on the right of the ego lane")
     p_solid_line_right: float = _knob(0.095, "a right lane behind a solid line")
     p_right_lane_blocked: float = _knob(0.32, "given a right lane: a car in it, alongside")
+    # the temporal world: causes that show only across frames, never in the last one
+    temporal: bool = _temporal_knob(
+        False, "some causes show only across frames: a turning front car signals by blinking (its "
+        "blinker off in the last frame) and has not drifted yet; a pedestrian at the kerb walks "
+        "towards the road (stop) or waits (no label), standing on the same spot in the last frame"
+    )
+    p_kerb_pedestrian: float = _temporal_knob(
+        0.3, "temporal world: a pedestrian at the kerb (waiting or stepping towards the road)"
+    )
+    p_kerb_pedestrian_stepping: float = _temporal_knob(
+        0.5, "temporal world: given a kerb pedestrian, it steps towards the road (stop) rather than waits"
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -136,6 +165,8 @@ class SceneFacts:
     right_side: str  # SIDES
     left_lane_blocked: bool  # always False when left_side == "edge"
     right_lane_blocked: bool
+    # temporal world only (KERB_PEDESTRIAN); "stepping" is a stop cause seen only across frames
+    kerb_pedestrian: str = _temporal_knob("none", "KERB_PEDESTRIAN")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +183,7 @@ def scene_labels(facts: SceneFacts) -> tuple[list[str], list[str]]:
     stop_causes = []
     if facts.car_ahead == "close":
         stop_causes.append("obstacle_car")
-    if facts.pedestrian:
+    if facts.pedestrian or facts.kerb_pedestrian == "stepping":
         stop_causes.append("obstacle_person")
     if facts.rider:
         stop_causes.append("obstacle_rider")
@@ -232,6 +263,10 @@ def describe(facts: SceneFacts) -> str:
         ahead.append(car)
     if facts.pedestrian:
         ahead.append("a pedestrian crossing")
+    if facts.kerb_pedestrian == "stepping":
+        ahead.append("a pedestrian stepping off the kerb")
+    elif facts.kerb_pedestrian == "waiting":
+        ahead.append("a pedestrian waiting at the kerb")
     if facts.rider:
         ahead.append("a cyclist crossing")
     if facts.obstacle_other == "cone":
@@ -286,6 +321,9 @@ def sample_facts(rng: np.random.Generator, config: WorldConfig) -> SceneFacts:
     right = _pick(rng, SIDES, (c.p_solid_line_right, c.p_no_right_lane))
     left_blocked = bool(rng.random() < c.p_left_lane_blocked)
     right_blocked = bool(rng.random() < c.p_right_lane_blocked)
+    kerb = "none"
+    if c.temporal and rng.random() < c.p_kerb_pedestrian:  # no draw at all in the default world
+        kerb = "stepping" if rng.random() < c.p_kerb_pedestrian_stepping else "waiting"
     return SceneFacts(
         light=light,
         stop_sign=stop_sign,
@@ -299,6 +337,7 @@ def sample_facts(rng: np.random.Generator, config: WorldConfig) -> SceneFacts:
         right_side=right,
         left_lane_blocked=left_blocked and left != "edge",
         right_lane_blocked=right_blocked and right != "edge",
+        kerb_pedestrian=kerb,
     )
 
 
@@ -316,6 +355,7 @@ def expected_action_rates(config: WorldConfig) -> dict[str, float]:
         * (1 - c.p_pedestrian)
         * (1 - c.p_rider)
         * (1 - c.p_obstacle_other)
+        * (1 - c.temporal * c.p_kerb_pedestrian * c.p_kerb_pedestrian_stepping)
     )
     car_ahead = c.p_car_close + c.p_car_moderate
     rates = {"forward": no_stop, "stop": 1 - no_stop}
