@@ -166,9 +166,12 @@ STUDY_WORLD_ARGS ?= --frames $(STUDY_WORLD_FRAMES) --val-fraction 0.2
 STUDY_ROOT   ?=
 STUDY_MODEL  ?= $(STUDY_WORK)/models/tiny-smolvlm
 STUDY_RECORD ?= records/frames_study.md
-# the study's size (see records/frames_study.md for why): val clips scored, SFT steps per run
-STUDY_ARGS   ?= --max-eval-samples 96 -- --max_steps 80 --per_device_train_batch_size 8 --eval_strategy no
-study        = $(PY) -m evaluate.frames_study --frames $(FRAMES_LIST) --strides $(STRIDES) \
+# the study's size (sized to fit about 40 minutes for both worlds on 2 shared cores): val clips
+# scored, then the SFT demo recipe's overrides; STUDY_THREADS torch threads per process (on a
+# shared machine two threads per process waited on each other: 2.9 s per step against 0.5 s)
+STUDY_ARGS   ?= --max-eval-samples 96 -- --eval_strategy no
+STUDY_THREADS ?= 1
+study        = OMP_NUM_THREADS=$(STUDY_THREADS) $(PY) -m evaluate.frames_study --frames $(FRAMES_LIST) --strides $(STRIDES) \
 		--stride-frames $(STRIDE_FRAMES) --seeds $(STUDY_SEEDS) \
 		--model $(STUDY_MODEL) --root $(1) --work $(STUDY_WORK)/$(2) --out $(3) --title "$(4)" $(STUDY_ARGS)
 frames-study: $(INSTALLED) ## SFT for each M in FRAMES_LIST and stride in STRIDES over STUDY_SEEDS, val F1 table and plot (STUDY_ROOT: a real release; empty: both synthetic worlds)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
 from evaluate.record import METRICS, Spread, evaluate, read_recipe, spread
 
 logger = logging.getLogger("smoldrive")
@@ -184,12 +185,37 @@ def run_study(args: argparse.Namespace) -> dict[str, list[dict]]:
             run_dir = train(args.recipe, args.model, dataset, work / "runs" / f"{setting.name}-seed{seed}",
                             seed, args.train_args)
             metrics = evaluate(run_dir, work / "eval" / f"{setting.name}-seed{seed}", str(dataset), None,
-                               args.max_eval_samples, gallery_size=0)
+                               args.max_eval_samples, gallery_size=0, max_new_tokens=args.max_new_tokens)
             runs.setdefault(setting.name, []).append({
                 "seed": seed, "metrics": metrics, "image_tokens": image_tokens(run_dir, dataset),
                 "step_seconds": step_seconds(run_dir), "train_clips": split_size(dataset, "train"),
             })
     return runs
+
+
+def temporal_share(root: str, dataset: Path, max_samples: int | None) -> str:
+    """For a synthetic world: how many of the scored val clips hold a reason whose only cause lies
+    in earlier frames (the most that more frames can win back); "" for any other release."""
+    from datasets import load_from_disk
+
+    from data_prep.synth import CONFIG_FILE, SceneFacts, WorldConfig, load_truth, temporal_reasons
+
+    config_file = Path(root) / CONFIG_FILE
+    if not config_file.is_file():
+        return ""
+    config = WorldConfig(**json.loads(config_file.read_text())["config"])
+    scene_of = {t.id: t.scene for t in load_truth(root)}
+    ids = load_from_disk(str(dataset))["val"]["id"][:max_samples]
+    counts: dict[str, int] = {}
+    decided = 0
+    for clip in ids:
+        reasons = temporal_reasons(SceneFacts(**scene_of[clip]), config)
+        decided += bool(reasons)
+        for reason in reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+    detail = ", ".join(f"{r} {n}" for r, n in sorted(counts.items())) or "none"
+    return (f"Scored val clips with a reason whose only cause lies in earlier frames (invisible in the "
+            f"last one): {decided} of {len(ids)} ({detail}).")
 
 
 def split_size(dataset: Path, split: str) -> int:
@@ -203,9 +229,10 @@ def sizing(args: argparse.Namespace, runs: Mapping[str, list[dict]]) -> str:
     first = next(iter(runs.values()))[0]
     overrides = " ".join(args.train_args) or "none"
     scored = first["metrics"]["actions"].get("n_samples", args.max_eval_samples)
+    dataset = Path(args.work) / "data" / settings(args.frames, args.strides)[0].name
     return (f"Every run: `{args.recipe}` with overrides `{overrides}`, from `{args.model}`, on "
             f"{first['train_clips']} train clips of `{args.root}`; {scored} val clips scored. "
-            f"{args.sizing}".strip())
+            f"{temporal_share(args.root, dataset, args.max_eval_samples)} {args.sizing}".strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="longest frame edge")
     parser.add_argument("--num-proc", type=int, default=2, help="data preparation processes")
     parser.add_argument("--max-eval-samples", type=int, default=None, help="val clips scored (default all)")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="per greedy answer")
     parser.add_argument("--watch", nargs="+", default=list(DEFAULT_WATCH), help="classes to show per-class F1 of")
     parser.add_argument("--title", default="How many frames")
     parser.add_argument("--sizing", default="", help="more words on the study's size, for the record")

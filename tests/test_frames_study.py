@@ -39,7 +39,7 @@ def test_a_tiny_study_end_to_end(small_synth_world, tiny_vlm_dir, tmp_path):
     code = frames_study.main([
         "--root", str(small_synth_world), "--model", str(tiny_vlm_dir), "--frames", "1", "2",
         "--strides", "1", "--seeds", "0", "--image-size", "32", "--num-proc", "1",
-        "--max-eval-samples", "2", "--work", str(tmp_path / "work"), "--out", str(out), "--",
+        "--max-eval-samples", "2", "--max-new-tokens", "8", "--work", str(tmp_path / "work"), "--out", str(out), "--",
         "--max_steps", "1", "--per_device_train_batch_size", "2", "--eval_strategy", "no",
         "--logging_steps", "1"])
     assert code == 0

@@ -72,6 +72,9 @@ def test_a_temporal_cause_is_invisible_in_the_last_frame_and_visible_before(caus
         # The labels differ: the cause is decisive for its reason ...
         reason = reason_of(facts)
         assert reason in synth.scene_labels(facts)[1]
+        if not facts.pedestrian:  # a crossing pedestrian would show obstacle_person in the last frame
+            assert reason in synth.temporal_reasons(facts, TEMPORAL)
+        assert synth.temporal_reasons(facts, replace(TEMPORAL, temporal=False)) == []
         if not (cause == "pedestrian stepping off the kerb" and facts.pedestrian):
             assert reason not in synth.scene_labels(other)[1], index
         # ... yet the last frames are pixel-identical,

@@ -42,6 +42,7 @@ from data_prep.synth.world import (
     expected_action_rates,
     sample_facts,
     scene_labels,
+    temporal_reasons,
 )
 
 __all__ = [
@@ -49,5 +50,5 @@ __all__ = [
     "REASONS_FILE", "SPLITS", "TRUTH_FILE", "ClipTruth", "SceneFacts", "WorldConfig",
     "build_parser", "clip_id", "describe", "expected_action_rates", "generate", "label_rates",
     "load_truth", "main", "make_clip", "render_clip", "render_frame", "sample_facts",
-    "sample_layout", "scene_labels",
+    "sample_layout", "scene_labels", "temporal_reasons",
 ]

@@ -230,6 +230,18 @@ def scene_labels(facts: SceneFacts) -> tuple[list[str], list[str]]:
     return actions, reasons
 
 
+def temporal_reasons(facts: SceneFacts, config: WorldConfig) -> list[str]:
+    """The clip's reasons whose only cause lies in frames before the last (the temporal world's
+    blinking front car and kerb pedestrian stepping towards the road); [] in the default world."""
+    if not config.temporal:
+        return []
+    reasons = scene_labels(facts)[1]
+    out = [r for r in reasons if r == f"front_car_turning_{facts.front_car_turning}"]
+    if facts.kerb_pedestrian == "stepping" and not facts.pedestrian:  # else a crossing one shows it
+        out.append("obstacle_person")
+    return out
+
+
 def _join(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
