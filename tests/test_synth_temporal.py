@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from data_prep import synth
 from data_prep.synth import WorldConfig, generate
@@ -157,3 +158,29 @@ def test_the_cli_switches_the_temporal_world_on(tmp_path):
     assert synth.main(["--out", str(out), "--clips", "4", "--no-progress", "--temporal",
                        "--frames", "3", "--width", "64", "--height", "36"]) == 0
     assert json.loads((out / CONFIG_FILE).read_text())["config"]["temporal"] is True
+
+
+MODEL_EDGE = 64  # the tiny VLM sees frames with this longest edge
+MIN_BLINKER_PIXELS = 4
+
+
+def _yellow_pixels_at_model_size(image) -> int:
+    scale = MODEL_EDGE / max(image.size)
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+    a = np.asarray(small).astype(int)
+    return int(((a[..., 0] > 200) & (a[..., 1] > 170) & (a[..., 2] < 90)).sum())
+
+
+def test_the_blinker_survives_the_models_64px_in_lit_frames_and_is_dark_in_the_last():
+    config = replace(TEMPORAL, width=WorldConfig().width, height=WorldConfig().height)
+    checked = 0
+    for index in range(CLIPS):
+        facts, frames = synth.make_clip(SEED, index, config)
+        if facts.front_car_turning == "none":
+            assert all(_yellow_pixels_at_model_size(f) == 0 for f in frames), index
+            continue
+        assert _yellow_pixels_at_model_size(frames[-1]) == 0, index
+        for steps_before_last in (1, 2):
+            assert _yellow_pixels_at_model_size(frames[-1 - steps_before_last]) >= MIN_BLINKER_PIXELS, index
+        checked += 1
+    assert checked >= 5
