@@ -62,12 +62,12 @@ def settings(frames: Sequence[int], strides: Sequence[int],
     return [Setting(m, 1) for m in frames] + [Setting(m, s) for s in strides if s != 1 for m in strided]
 
 
-def prepare_dataset(root: str, setting: Setting, out: Path, image_size: int, num_proc: int) -> Path:
+def prepare_dataset(args: argparse.Namespace, setting: Setting, out: Path) -> Path:
     from data_prep.prepare import prepare
 
     # prepare() is a no-op when `out` already holds this preparation of these inputs.
-    prepare(root, out, frames=setting.frames, stride=setting.stride, image_size=image_size,
-            num_proc=num_proc)
+    prepare(args.root, out, frames=setting.frames, stride=setting.stride, image_size=args.image_size,
+            num_proc=args.num_proc, frames_dir=args.frames_dir, videos_dir=args.videos_dir)
     return out
 
 
@@ -180,8 +180,7 @@ def run_study(args: argparse.Namespace) -> dict[str, list[dict]]:
     # Seed by seed, so an interrupted study already holds every setting of the first seeds.
     for seed in args.seeds:
         for setting in settings(args.frames, args.strides, args.stride_frames):
-            dataset = prepare_dataset(args.root, setting, work / "data" / setting.name, args.image_size,
-                                      args.num_proc)
+            dataset = prepare_dataset(args, setting, work / "data" / setting.name)
             run_dir = train(args.recipe, args.model, dataset, work / "runs" / f"{setting.name}-seed{seed}",
                             seed, args.train_args)
             metrics = evaluate(run_dir, work / "eval" / f"{setting.name}-seed{seed}", str(dataset), None,
@@ -238,6 +237,8 @@ def sizing(args: argparse.Namespace, runs: Mapping[str, list[dict]]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="BDD-OIA release root (synthetic world or real)")
+    parser.add_argument("--frames-dir", default=None, help="clip frames, as `data_prep.prepare --frames-dir`")
+    parser.add_argument("--videos-dir", default=None, help="clip videos, as `data_prep.prepare --videos-dir`")
     parser.add_argument("--model", required=True, help="the model SFT starts from (folder or hub id)")
     parser.add_argument("--frames", type=int, nargs="+", default=list(DEFAULT_FRAMES), help="values of M")
     parser.add_argument("--strides", type=int, nargs="+", default=list(DEFAULT_STRIDES))
