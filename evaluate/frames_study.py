@@ -126,6 +126,17 @@ def _class_f1(metrics: Mapping, cls: str) -> float:
     raise KeyError(f"no class {cls!r} in the evaluation's per-class F1 (actions or reasons)")
 
 
+def constant_floor(runs: Mapping[str, list[dict]]) -> str:
+    """The best constant prediction on the scored val clips (the evaluation computes it): a model
+    below it has learnt nothing beyond the label frequencies."""
+    baseline = next(iter(runs.values()))[0]["metrics"].get("baseline")
+    if not baseline:
+        return ""
+    return (f"Best constant prediction on the same val clips: act F1_all {baseline['actions']['f1_all']:.4f}, "
+            f"expl F1_all {baseline['reasons']['f1_all']:.4f}, act mF1 {baseline['actions']['mf1']:.4f}, "
+            f"expl mF1 {baseline['reasons']['mf1']:.4f}.")
+
+
 def plot(setting_list: Sequence[Setting], rows: Mapping[str, dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -153,7 +164,7 @@ def plot(setting_list: Sequence[Setting], rows: Mapping[str, dict], path: Path, 
 
 
 def render(title: str, setting_list: Sequence[Setting], rows: Mapping[str, dict], watch: Sequence[str],
-           seeds: Sequence[int], plot_file: str, command: str, sizing: str) -> str:
+           seeds: Sequence[int], plot_file: str, command: str, sizing: str, floor: str = "") -> str:
     head = [metric for metric, _ in F1_METRICS] + ["image tokens / sample", "s / step"]
     lines = [
         f"# {title}", "",
@@ -166,6 +177,7 @@ def render(title: str, setting_list: Sequence[Setting], rows: Mapping[str, dict]
         cells = [str(row[m]) for m, _ in F1_METRICS]
         cells += [f"{row['image tokens'].mean:.0f}", f"{row['s/step'].mean:.3f}"]
         lines.append(f"| {s.frames} | {s.stride} | " + " | ".join(cells) + " |")
+    lines += ["", floor] if floor else []
     lines += ["", "Per-class F1 of the classes to watch (the temporal world decides these across frames):", "",
               "| M | stride | " + " | ".join(watch) + " |", "|---|---" + "|---" * len(watch) + "|"]
     for s in setting_list:
@@ -274,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot(setting_list, rows, plot_file, args.title)
     command = "python -m evaluate.frames_study " + " ".join(sys.argv[1:] if argv is None else argv)
     out.write_text(render(args.title, setting_list, rows, args.watch, args.seeds, plot_file.name, command,
-                          sizing(args, runs)))
+                          sizing(args, runs), constant_floor(runs)))
     raw = {"root": args.root, "model": args.model, "recipe": args.recipe, "train_args": args.train_args,
            "seeds": args.seeds, "runs": {name: [{k: v for k, v in r.items() if k != "metrics"}
                                                  | {m: get(r["metrics"]) for m, get in F1_METRICS}

@@ -26,7 +26,11 @@ def test_the_record_has_a_row_per_setting_with_the_spread_over_seeds(tmp_path):
             "M2-stride1": [_fake_run(0, 0.8, 32, 0.2), _fake_run(1, 0.8, 32, 0.2)]}
     watch = ["front_car_turning_left", "left"]
     rows = frames_study.collect(runs, watch)
-    text = frames_study.render("T", setting_list, rows, watch, [0, 1], "t.png", "cmd", "sizing.")
+    runs["M1-stride1"][0]["metrics"]["baseline"] = {g: {"f1_all": 0.25, "mf1": 0.125} for g in ("actions", "reasons")}
+    floor = frames_study.constant_floor(runs)
+    assert floor.startswith("Best constant prediction on the same val clips: act F1_all 0.2500")
+    text = frames_study.render("T", setting_list, rows, watch, [0, 1], "t.png", "cmd", "sizing.", floor)
+    assert floor in text
     lines = text.splitlines()
     # The four F1 metrics over the two seeds, image tokens, s/step; then the watched classes.
     over_seeds = " | ".join(["0.6000 [0.5000, 0.7000]"] * 4)
