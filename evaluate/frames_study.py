@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -137,7 +138,10 @@ def constant_floor(runs: Mapping[str, list[dict]]) -> str:
             f"expl mF1 {baseline['reasons']['mf1']:.4f}.")
 
 
-def plot(setting_list: Sequence[Setting], rows: Mapping[str, dict], path: Path, title: str) -> None:
+def plot(setting_list: Sequence[Setting], rows: Mapping[str, dict], path: Path, title: str,
+         baseline: Mapping | None = None) -> None:
+    """One panel per F1 metric against M, a line per stride (mean, range shaded), and the best
+    constant prediction as a grey line when `baseline` (the evaluation's) is given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,6 +156,9 @@ def plot(setting_list: Sequence[Setting], rows: Mapping[str, dict], path: Path, 
             xs = [s.frames for s in line]
             ax.plot(xs, [v.mean for v in values], marker="o", label=f"stride {stride}")
             ax.fill_between(xs, [min(v.values) for v in values], [max(v.values) for v in values], alpha=0.2)
+        if baseline:
+            ax.axhline(F1_METRICS[[m for m, _ in F1_METRICS].index(metric)][1](baseline), color="grey",
+                       linestyle="--", label="best constant")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({s.frames for s in setting_list}), [str(m) for m in sorted({s.frames for s in setting_list})])
         ax.set_xlabel("frames per clip (M)")
@@ -283,8 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_file = out.with_suffix(".png")
-    plot(setting_list, rows, plot_file, args.title)
-    command = "python -m evaluate.frames_study " + " ".join(sys.argv[1:] if argv is None else argv)
+    plot(setting_list, rows, plot_file, args.title, next(iter(runs.values()))[0]["metrics"].get("baseline"))
+    command = "python -m evaluate.frames_study " + shlex.join(sys.argv[1:] if argv is None else argv)
     out.write_text(render(args.title, setting_list, rows, args.watch, args.seeds, plot_file.name, command,
                           sizing(args, runs), constant_floor(runs)))
     raw = {"root": args.root, "model": args.model, "recipe": args.recipe, "train_args": args.train_args,

@@ -37,7 +37,7 @@ def test_the_record_has_a_row_per_setting_with_the_spread_over_seeds(tmp_path):
     assert f"| 1 | 1 | {over_seeds} | 16 | 0.200 |" in lines
     assert f"| 2 | 1 | {' | '.join(['0.8000 [0.8000, 0.8000]'] * 4)} | 32 | 0.200 |" in lines
     assert "| 1 | 1 | 0.6000 [0.5000, 0.7000] | 0.6000 [0.5000, 0.7000] |" in lines
-    frames_study.plot(setting_list, rows, tmp_path / "t.png", "T")
+    frames_study.plot(setting_list, rows, tmp_path / "t.png", "T", runs["M1-stride1"][0]["metrics"]["baseline"])
     assert (tmp_path / "t.png").stat().st_size > 0
 
 
