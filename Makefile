@@ -60,7 +60,7 @@ PREDICT_OUT ?= $(WORK)/predictions.jsonl
 export PYTHONUNBUFFERED=1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report rl-record bench bench-gpu clean
+.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report rl-record frames-study bench bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -149,6 +149,48 @@ rl-record: $(INSTALLED) ## the RL learning record over SEEDS: the demo chain, st
 	@test -d $(MODELS)/tiny-clip-trained || ($(MAKE) tiny-models && $(MAKE) clip)
 	$(PY) -m evaluate.record --seeds $(SEEDS) --work $(WORK)/record --dataset $(OUT) \
 		--clip-model local-dir:$(MODELS)/tiny-clip-trained --out $(RECORD)
+
+# How many frames: SFT at demo size for every M in FRAMES_LIST (and each stride in STRIDES), val.
+# STRIDE_FRAMES: the M values that also run at the other strides. Empty STUDY_ROOT: on two synthetic worlds (default, and --temporal where some causes show only
+# across frames), each with STUDY_WORLD_FRAMES frames per clip, from one tiny model built on the
+# temporal world's descriptions. STUDY_ROOT=<a BDD-OIA release> (with STUDY_MODEL, and FRAMES_DIR or
+# VIDEOS_DIR for its clip frames): the study on it alone, into STUDY_RECORD.
+FRAMES_LIST  ?= 1 2 4 8
+STRIDES      ?= 1 2
+STRIDE_FRAMES ?= 2
+STUDY_SEEDS  ?= 0 1
+STUDY_WORK   ?= $(WORK)/frames-study
+STUDY_CLIPS  ?= 800
+STUDY_WORLD_FRAMES ?= 16
+STUDY_WORLD_ARGS ?= --frames $(STUDY_WORLD_FRAMES) --val-fraction 0.2
+STUDY_ROOT   ?=
+STUDY_MODEL  ?= $(STUDY_WORK)/models/tiny-smolvlm
+STUDY_RECORD ?= records/frames_study.md
+# the study's size (sized to fit about 40 minutes for both worlds on 2 shared cores): val clips
+# scored, then the SFT demo recipe's overrides; STUDY_THREADS torch threads per process (on a
+# shared machine two threads per process waited on each other: 2.9 s per step against 0.5 s)
+STUDY_ARGS   ?= --max-eval-samples 96 -- --eval_strategy no
+STUDY_THREADS ?= 1
+# the synthetic worlds' sizing, for their records
+STUDY_NOTE   ?= Sized so both worlds fit about 40 minutes on 2 CPU cores shared with other work: 800-clip worlds of $(STUDY_WORLD_FRAMES) frames (560 train, 160 val), the demo recipe unchanged but for its per-epoch val loss, one torch thread per process.
+study        = OMP_NUM_THREADS=$(STUDY_THREADS) $(PY) -m evaluate.frames_study --frames $(FRAMES_LIST) --strides $(STRIDES) \
+		--stride-frames $(STRIDE_FRAMES) --seeds $(STUDY_SEEDS) \
+		--model $(STUDY_MODEL) --root $(1) --work $(STUDY_WORK)/$(2) --out $(3) --title "$(4)" \
+		--sizing "$(5)" $(if $(FRAMES_DIR),--frames-dir $(FRAMES_DIR)) $(if $(VIDEOS_DIR),--videos-dir $(VIDEOS_DIR)) \
+		$(STUDY_ARGS)
+frames-study: $(INSTALLED) ## SFT for each M in FRAMES_LIST and stride in STRIDES over STUDY_SEEDS, val F1 table and plot (STUDY_ROOT: a real release; empty: both synthetic worlds)
+ifeq ($(STUDY_ROOT),)
+	@test -f $(STUDY_WORK)/world-default/truth.json || $(PY) -m data_prep.synth --out $(STUDY_WORK)/world-default \
+		--clips $(STUDY_CLIPS) --seed $(SEED) --num-proc $(JOBS) $(STUDY_WORLD_ARGS)
+	@test -f $(STUDY_WORK)/world-temporal/truth.json || $(PY) -m data_prep.synth --out $(STUDY_WORK)/world-temporal \
+		--clips $(STUDY_CLIPS) --seed $(SEED) --num-proc $(JOBS) $(STUDY_WORLD_ARGS) --temporal
+	@test -d $(STUDY_MODEL) || $(PY) -m tiny_models.build --out $(dir $(STUDY_MODEL)) --seed $(SEED) \
+		--corpus $(STUDY_WORK)/world-temporal/descriptions.json
+	$(call study,$(STUDY_WORK)/world-temporal,temporal,records/frames_study_temporal.md,How many frames: the temporal synthetic world,$(STUDY_NOTE))
+	$(call study,$(STUDY_WORK)/world-default,default,records/frames_study.md,How many frames: the default synthetic world,$(STUDY_NOTE))
+else
+	$(call study,$(STUDY_ROOT),$(notdir $(STUDY_ROOT)),$(STUDY_RECORD),How many frames: $(STUDY_ROOT))
+endif
 
 bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep

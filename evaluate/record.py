@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from core.logs import configure_logging
+from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
 from evaluate.run import evaluate_model
 
 logger = logging.getLogger(__name__)
@@ -138,13 +139,14 @@ def stage_reward(recipe: Mapping[str, Any], texts: Sequence[str], data: Any) -> 
     return sum(total) / len(total)
 
 
-def evaluate(model_dir: Path, out: Path, dataset: str, clip: str, max_samples: int | None = None,
-             gallery_size: int = 12) -> dict:
+def evaluate(model_dir: Path, out: Path, dataset: str, clip: str | None, max_samples: int | None = None,
+             gallery_size: int = 12, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> dict:
     metrics_file = out / "metrics.json"
     if metrics_file.is_file():
         return json.loads(metrics_file.read_text())
     return evaluate_model(str(model_dir), dataset, "val", str(out), label=model_dir.name, clip_model=clip,
-                          max_samples=max_samples, progress=False, gallery_size=gallery_size)
+                          max_samples=max_samples, progress=False, gallery_size=gallery_size,
+                          max_new_tokens=max_new_tokens)
 
 
 def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str, dict[str, float]]:
