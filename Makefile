@@ -56,6 +56,8 @@ EVAL_OUT    ?= $(WORK)/eval/$(notdir $(MODEL))
 EVAL_ARGS   ?=
 INPUT       ?=
 PREDICT_OUT ?= $(WORK)/predictions.jsonl
+# free (as the model says it) or constrained (only tokens the answer schema allows; evaluate/constrained.py)
+DECODING    ?= free
 
 export PYTHONUNBUFFERED=1
 export TOKENIZERS_PARALLELISM ?= false
@@ -108,12 +110,12 @@ stage2: $(INSTALLED) ## RL stage 2: actions and justification, R2 (from stage1)
 stage3: $(INSTALLED) ## RL stage 3: the full JSON, R3 (from stage2)
 	$(LAUNCH) -m recipes.stage3.stage3 --config $(call recipe,stage3) $(ARGS)
 
-eval: $(INSTALLED) ## evaluate MODEL on SPLIT of OUT: metrics, report, plots, gallery (EVAL_OUT EVAL_ARGS)
-	$(PY) -m evaluate.run --model $(MODEL) --dataset $(OUT) --split $(SPLIT) --out $(EVAL_OUT) $(EVAL_ARGS)
+eval: $(INSTALLED) ## evaluate MODEL on SPLIT of OUT: metrics, report, plots, gallery (EVAL_OUT EVAL_ARGS DECODING)
+	$(PY) -m evaluate.run --model $(MODEL) --dataset $(OUT) --split $(SPLIT) --out $(EVAL_OUT) --decoding $(DECODING) $(EVAL_ARGS)
 
-predict: $(INSTALLED) ## run MODEL over a video or frame folder INPUT, one JSON per window (PREDICT_OUT)
+predict: $(INSTALLED) ## run MODEL over a video or frame folder INPUT, one JSON per window (PREDICT_OUT DECODING)
 	@test -n "$(INPUT)" || (echo "usage: make predict MODEL=<model folder> INPUT=<video or frame folder>"; exit 2)
-	$(PY) -m evaluate.predict --model $(MODEL) --input $(INPUT) --frames $(FRAMES) --stride $(STRIDE) --out $(PREDICT_OUT)
+	$(PY) -m evaluate.predict --model $(MODEL) --input $(INPUT) --frames $(FRAMES) --stride $(STRIDE) --decoding $(DECODING) --out $(PREDICT_OUT)
 
 DEMO_EVAL   ?= --max-samples 200 --clip-model local-dir:$(MODELS)/tiny-clip-trained
 DEMO_STAGES ?= sft stage1 stage2 stage3
