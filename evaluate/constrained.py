@@ -275,6 +275,15 @@ class TokenTexts:
                 f"{''.join(missing)!r}: the cap guard needs one per printable ASCII character")
         self.longest = max(map(len, self.id_of))
         self.tokenize = lru_cache(maxsize=4096)(self._tokenize)
+        self.banned = lru_cache(maxsize=4)(self._banned)
+
+    def _banned(self, vocab_size: int, eos_token_id: int) -> torch.Tensor:
+        """The ids an answer must not use: special and added tokens (the grammar reads
+        "<row_1_col_1>" as text, but decoding drops it), partial UTF-8 bytes, the model's padding ids."""
+        banned = torch.ones(vocab_size, dtype=torch.bool)
+        banned[list(self.text_of)] = False
+        banned[eos_token_id] = False
+        return banned
 
     def _tokenize(self, text: str) -> tuple[int, ...]:
         ids, position = [], 0
@@ -292,7 +301,8 @@ class CapGuard(LogitsProcessor):
     """Keeps a greedy, grammar-constrained answer closable within ``max_new_tokens`` (module doc).
 
     One instance per ``generate`` call (it reads the prompt length), placed after the grammar's
-    processor so it sees the grammar-masked scores."""
+    processor so it sees the grammar-masked scores. It also bans the tokens whose text is not what
+    they decode to (special tokens), which the grammar alone would let into a string."""
 
     def __init__(self, pieces: Sequence[Piece], tokens: TokenTexts, tokenizer: Any, prompt_length: int,
                  max_new_tokens: int, eos_token_id: int):
@@ -316,6 +326,7 @@ class CapGuard(LogitsProcessor):
         left = self.max_new_tokens - generated  # this step included
         if not self.texts:
             self.texts = [""] * scores.shape[0]
+        scores[:, self.tokens.banned(scores.shape[1], self.eos_token_id).to(scores.device)] = float("-inf")
         choices = scores.argmax(dim=-1).tolist()
         for row, choice in enumerate(choices):
             if generated:
