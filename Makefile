@@ -157,6 +157,7 @@ bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep --frame-size 1280x720
 	$(PY) -m benchmarks.rl_step
 	$(PY) -m benchmarks.rewards
+	$(PY) -m benchmarks.constrained
 
 bench-gpu: $(INSTALLED) ## GPU benchmark: SFT (full/LoRA/QLoRA) and RL steps on the SmolVLM sizes into BENCHMARKS.md; CPU fallback without CUDA (BENCH_GPU_ARGS)
 	$(PY) -m benchmarks.gpu $(BENCH_GPU_ARGS)

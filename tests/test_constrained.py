@@ -10,21 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.constrained import CANONICAL_ANSWERS, faulty_answers
 from evaluate import constrained
 from evaluate.generate import generate_answers, load_eval_split, load_model_and_processor
-from taxonomy.answer import answer_validator, format_answer, parse_answer
-from taxonomy.labels import ACTION_KEYS, REASON_KEYS
+from taxonomy.answer import answer_validator, parse_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 8
 # Just above the shortest schema-valid answer (~40 tokens with the tiny tokenizer): the untrained
 # model never closes a string by itself, so every answer needs the cap guard to end.
 SMALL_CAP = 48
-ANSWERS = [
-    format_answer("A two-lane road, a red light ahead.", ["stop"], ["stop_traffic_light", "solid_line_left"]),
-    format_answer("Empty road.", ACTION_KEYS, REASON_KEYS),  # every reason, in taxonomy order
-    format_answer("x", [], []),
-]
+ANSWERS = CANONICAL_ANSWERS  # a stop with two reasons; every action and reason; two actions, one reason
 
 
 def assert_valid(text: str) -> None:
@@ -53,17 +49,9 @@ def test_grammar_accepts_canonical_answers(tiny, answer):
     assert accepts(decoder, " " + answer)  # the space SmolVLM's prompt leaves before the answer
 
 
-@pytest.mark.parametrize("fault", [
-    ('"stop_traffic_light", "solid_line_left"', '"stop_traffic_light", "stop_traffic_light"'),  # uniqueItems
-    ('"solid_line_left"', '"solid_line_maybe"'),  # not in the enum
-    (', "left": false', ""),  # a required key missing
-    ('{"description"', '{"speed": "fast", "description"'),  # additionalProperties
-    ('"description": "A two-lane road, a red light ahead."', '"description": ""'),  # minLength
-    ('"stop": true', '"stop": "yes"'),  # not a boolean
-])
+@pytest.mark.parametrize("fault", sorted(faulty_answers()))
 def test_grammar_rejects_what_the_schema_rejects(tiny, fault):
-    broken = ANSWERS[0].replace(*fault)
-    assert broken != ANSWERS[0]
+    broken = faulty_answers()[fault]  # the schema (and parse_answer) reject it: checked there
     assert not parse_answer(broken).schema_valid
     assert not accepts(tiny[2], broken)
 
