@@ -62,7 +62,7 @@ DECODING    ?= free
 export PYTHONUNBUFFERED=1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report rl-record bench bench-gpu clean
+.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report decoding-record rl-record bench bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -143,6 +143,18 @@ RUNS        ?= $(foreach d,$(wildcard $(WORK)/eval/*/metrics.json),$(notdir $(pa
 LOGS        ?=
 report: $(INSTALLED) ## one table (and training curves) over several evaluations (RUNS="label=dir ...", LOGS="label=run_dir ...")
 	$(PY) -m evaluate.run --compare $(RUNS) --out $(WORK)/eval/report $(if $(LOGS),--logs $(LOGS))
+
+# free against grammar-constrained decoding for each model in DECODING_MODELS (folders under WORK), on
+# SPLIT with the demo's evaluation options; one row per model and mode in DECODING_RECORD
+DECODING_MODELS ?= sft stage3
+DECODING_EVAL   ?= $(WORK)/eval/decoding
+DECODING_RECORD ?= records/constrained_decoding.md
+decoding-record: $(INSTALLED) ## free vs constrained decoding of DECODING_MODELS on SPLIT: one row per model and mode (DECODING_RECORD)
+	$(foreach m,$(DECODING_MODELS),$(foreach d,free constrained,$(PY) -m evaluate.run --model $(WORK)/$(m) --dataset $(OUT) \
+		--split $(SPLIT) --out $(DECODING_EVAL)/$(m)-$(d) $(DEMO_EVAL) --label $(m) --decoding $(d) && )) true
+	$(PY) -m evaluate.decoding_record --out $(DECODING_RECORD) \
+		--runs $(foreach m,$(DECODING_MODELS),$(foreach d,free constrained,$(m)-$(d)=$(DECODING_EVAL)/$(m)-$(d))) \
+		--command "make decoding-record DECODING_MODELS='$(DECODING_MODELS)' WORK=$(WORK) DECODING_EVAL=$(DECODING_EVAL) SPLIT=$(SPLIT)"
 
 SEEDS       ?= 0 1 2
 RECORD      ?= records/rl_record.md

@@ -28,6 +28,7 @@ closed early. The guard reads the argmax, so it assumes greedy decoding (what ev
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
@@ -350,10 +351,26 @@ class CapGuard(LogitsProcessor):
 # What generation uses
 
 
+class _Timed(LogitsProcessor):
+    """Runs the processors in order and adds their wall time and the rows they served to ``owner``."""
+
+    def __init__(self, processors: Sequence[LogitsProcessor], owner: "ConstrainedDecoder"):
+        self.processors, self.owner = processors, owner
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        started = time.perf_counter()
+        for processor in self.processors:
+            scores = processor(input_ids, scores)
+        self.owner.seconds += time.perf_counter() - started
+        self.owner.row_steps += scores.shape[0]
+        return scores
+
+
 class ConstrainedDecoder:
     """The compiled answer grammar for one tokenizer; ``processors`` gives the logits processors
     for one ``generate`` call. Build once per model (compiling takes milliseconds, the token table
-    a pass over the vocabulary)."""
+    a pass over the vocabulary). ``ms_per_token``: the time the constraint added per generated
+    token (per row and step) over every call so far."""
 
     def __init__(self, tokenizer: Any, vocab_size: int, schema: dict | None = None):
         import xgrammar as xgr
@@ -365,6 +382,11 @@ class ConstrainedDecoder:
                                                   stop_token_ids=[self.eos_token_id])
         self.compiled = xgr.GrammarCompiler(info).compile_grammar(answer_grammar(self.pieces))
         self.tokens = TokenTexts(tokenizer)
+        self.seconds, self.row_steps = 0.0, 0
+
+    @property
+    def ms_per_token(self) -> float | None:
+        return 1000 * self.seconds / self.row_steps if self.row_steps else None
 
     @classmethod
     def for_model(cls, model: Any, processor: Any) -> "ConstrainedDecoder":
@@ -376,4 +398,4 @@ class ConstrainedDecoder:
 
         guard = CapGuard(self.pieces, self.tokens, self.tokenizer, prompt_length, max_new_tokens,
                          self.eos_token_id)
-        return [xgr.contrib.hf.LogitsProcessor(self.compiled), guard]
+        return [_Timed([xgr.contrib.hf.LogitsProcessor(self.compiled), guard], self)]

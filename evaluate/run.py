@@ -253,6 +253,7 @@ def evaluate_model(model_dir: str, dataset_dir: str, split: str, out_dir: str, l
             "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": generation_seconds,
             "seconds_per_sample": generation_seconds / len(texts),
+            "constraint_ms_per_token": constraint.ms_per_token if constraint else None,
         },
         "baseline": baseline,
     }

@@ -98,7 +98,7 @@ def test_cap_guard_forces_the_close(tiny, small_prepared_dataset):
 
     def recording(prompt_length, max_new_tokens):
         made = processors(prompt_length, max_new_tokens)
-        guards.append(made[-1])
+        guards.append(made[-1].processors[-1])  # the guard runs last
         return made
 
     decoder.processors = recording
