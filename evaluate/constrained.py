@@ -14,12 +14,12 @@ than by the library's own JSON-schema compiler, for two reasons the benchmark sh
   order, which is the order :func:`taxonomy.answer.format_answer` writes and the model was trained on;
 - the layout is the canonical one (keys in ``required`` order, ``", "`` and ``": "`` separators,
   strings of printable ASCII without escapes), so every token's text has at least one character and
-  the shortest way to close an answer from any prefix is computable (:func:`shortest_completion`).
+  a short way to close an answer from any prefix is computable (:func:`shortest_completion`).
 
 The token cap. A constrained answer must never be cut mid-object by ``max_new_tokens``.
 :class:`CapGuard` (after the grammar's processor) keeps the invariant "the tokens left can still
 close the object": before each step it looks at the token greedy decoding is about to pick; when
-taking it would leave fewer tokens than the shortest closing path needs (its greedy tokenization,
+taking it would leave fewer tokens than the closing path needs (its greedy tokenization,
 plus the EOS), it forces the first token of the closing path instead. An answer therefore always
 ends with a complete object and the EOS, at worst with a short description or justification
 closed early. The guard reads the argmax, so it assumes greedy decoding (what evaluation does).
@@ -45,8 +45,10 @@ ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "
 # Characters a string may hold: printable ASCII except the quote and the backslash (no escapes), so
 # a string of n characters is at most n tokens. As an EBNF character class and as a Python test.
 STRING_CHAR_CLASS = r"[ !#-\[\]-~]"
-# What a string forced shut by the cap is padded with to reach its minLength.
+# What a string forced shut by the cap is padded with to reach its minLength, and what a boolean
+# forced by the cap says: "false" claims no action (one character longer than "true").
 CLOSING_FILLER = "."
+CLOSING_BOOLEAN = "false"
 # SmolVLM's generation prompt ends with "Assistant:" and no space, so the trained answer starts with
 # one (generate strips it): the grammar allows it, or the model's own first token would be banned.
 LEADING_SPACE = " "
@@ -175,7 +177,7 @@ def answer_grammar(pieces: Sequence[Piece] | None = None) -> str:
 
 
 def _shortest_rest(pieces: Sequence[Piece]) -> str:
-    """The shortest text the pieces accept (empty slots, "true", minLength fillers)."""
+    """The closing text of the pieces: empty lists, minLength fillers, CLOSING_BOOLEAN."""
     parts = []
     for piece in pieces:
         if isinstance(piece, Literal):
@@ -183,7 +185,7 @@ def _shortest_rest(pieces: Sequence[Piece]) -> str:
         elif isinstance(piece, StringSlot):
             parts.append(CLOSING_FILLER * piece.min_length)
         elif isinstance(piece, BoolSlot):
-            parts.append(min(BOOLEAN_WORDS, key=len))
+            parts.append(CLOSING_BOOLEAN)
     return "".join(parts)
 
 
@@ -220,7 +222,8 @@ def _finish_subset(items: tuple[str, ...], text: str) -> tuple[int, str | None]:
 
 
 def shortest_completion(pieces: Sequence[Piece], text: str) -> str:
-    """The shortest text that makes ``text`` (a prefix the grammar accepts) a complete answer."""
+    """The shortest text that makes ``text`` (a prefix the grammar accepts) a complete answer
+    (booleans not yet begun close as CLOSING_BOOLEAN, one character more than the shortest)."""
     position = len(LEADING_SPACE) if text.startswith(LEADING_SPACE) else 0
     for number, piece in enumerate(pieces):
         rest = text[position:]
@@ -238,8 +241,9 @@ def shortest_completion(pieces: Sequence[Piece], text: str) -> str:
         elif isinstance(piece, BoolSlot):
             word = next((w for w in BOOLEAN_WORDS if rest.startswith(w)), None)
             if word is None:
-                candidates = [w for w in BOOLEAN_WORDS if w.startswith(rest)]
-                return min(candidates, key=len)[len(rest):] + _shortest_rest(following)
+                started = CLOSING_BOOLEAN if CLOSING_BOOLEAN.startswith(rest) else next(
+                    w for w in BOOLEAN_WORDS if w.startswith(rest))
+                return started[len(rest):] + _shortest_rest(following)
             position += len(word)
         else:
             taken, closing = _finish_subset(piece.items, rest)
