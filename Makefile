@@ -145,15 +145,20 @@ report: $(INSTALLED) ## one table (and training curves) over several evaluations
 	$(PY) -m evaluate.run --compare $(RUNS) --out $(WORK)/eval/report $(if $(LOGS),--logs $(LOGS))
 
 # free against grammar-constrained decoding for each model in DECODING_MODELS (folders under WORK), on
-# SPLIT with the demo's evaluation options; one row per model and mode in DECODING_RECORD
+# SPLIT with the demo's evaluation options; one row per model and mode in DECODING_RECORD. An
+# evaluation is redone only when its model folder is newer than it.
 DECODING_MODELS ?= sft stage3
 DECODING_EVAL   ?= $(WORK)/eval/decoding
 DECODING_RECORD ?= records/constrained_decoding.md
-decoding-record: $(INSTALLED) ## free vs constrained decoding of DECODING_MODELS on SPLIT: one row per model and mode (DECODING_RECORD)
-	$(foreach m,$(DECODING_MODELS),$(foreach d,free constrained,$(PY) -m evaluate.run --model $(WORK)/$(m) --dataset $(OUT) \
-		--split $(SPLIT) --out $(DECODING_EVAL)/$(m)-$(d) $(DEMO_EVAL) --label $(m) --decoding $(d) && )) true
-	$(PY) -m evaluate.decoding_record --out $(DECODING_RECORD) \
-		--runs $(foreach m,$(DECODING_MODELS),$(foreach d,free constrained,$(m)-$(d)=$(DECODING_EVAL)/$(m)-$(d))) \
+DECODING_RUNS    = $(foreach m,$(DECODING_MODELS),$(foreach d,free constrained,$(m)-$(d)))
+decoding_eval    = $(PY) -m evaluate.run --model $(WORK)/$(1) --dataset $(OUT) --split $(SPLIT) \
+	--out $(DECODING_EVAL)/$(1)-$(2) $(DEMO_EVAL) --label $(1) --decoding $(2)
+$(DECODING_EVAL)/%-free/metrics.json: $(WORK)/% | $(INSTALLED)
+	$(call decoding_eval,$*,free)
+$(DECODING_EVAL)/%-constrained/metrics.json: $(WORK)/% | $(INSTALLED)
+	$(call decoding_eval,$*,constrained)
+decoding-record: $(INSTALLED) $(foreach r,$(DECODING_RUNS),$(DECODING_EVAL)/$(r)/metrics.json) ## free vs constrained decoding of DECODING_MODELS on SPLIT: one row per model and mode (DECODING_RECORD)
+	$(PY) -m evaluate.decoding_record --out $(DECODING_RECORD) --runs $(foreach r,$(DECODING_RUNS),$(r)=$(DECODING_EVAL)/$(r)) \
 		--command "make decoding-record DECODING_MODELS='$(DECODING_MODELS)' WORK=$(WORK) DECODING_EVAL=$(DECODING_EVAL) SPLIT=$(SPLIT)"
 
 SEEDS       ?= 0 1 2

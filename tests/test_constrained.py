@@ -121,3 +121,14 @@ def test_make_eval_and_predict_pass_decoding():
                                  capture_output=True, text=True, check=True).stdout
         words = shlex.split(printed.splitlines()[-1])
         assert words[words.index("--decoding") + 1] == "constrained"
+
+
+def test_make_decoding_record_evaluates_each_model_in_both_modes(tmp_path):
+    for model in ("sft", "stage3"):
+        (tmp_path / model).mkdir()
+    printed = subprocess.run(["make", "-n", "-o", ".venv/.installed", "decoding-record", f"WORK={tmp_path}"],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    evaluations = [shlex.split(line) for line in printed.splitlines() if "-m evaluate.run" in line]
+    found = {(words[words.index("--model") + 1], words[words.index("--decoding") + 1]) for words in evaluations}
+    assert found == {(str(tmp_path / m), d) for m in ("sft", "stage3") for d in ("free", "constrained")}
+    assert "-m evaluate.decoding_record" in printed
