@@ -159,7 +159,7 @@ $(DECODING_EVAL)/%-constrained/metrics.json: $(WORK)/% | $(INSTALLED)
 	$(call decoding_eval,$*,constrained)
 decoding-record: $(INSTALLED) $(foreach r,$(DECODING_RUNS),$(DECODING_EVAL)/$(r)/metrics.json) ## free vs constrained decoding of DECODING_MODELS on SPLIT: one row per model and mode (DECODING_RECORD)
 	$(PY) -m evaluate.decoding_record --out $(DECODING_RECORD) --runs $(foreach r,$(DECODING_RUNS),$(r)=$(DECODING_EVAL)/$(r)) \
-		--command "make decoding-record DECODING_MODELS='$(DECODING_MODELS)' WORK=$(WORK) DECODING_EVAL=$(DECODING_EVAL) SPLIT=$(SPLIT)"
+		--command "make decoding-record DECODING_MODELS='$(DECODING_MODELS)' WORK=$(WORK) MODELS=$(MODELS) OUT=$(OUT) SPLIT=$(SPLIT) DECODING_EVAL=$(DECODING_EVAL)"
 
 SEEDS       ?= 0 1 2
 RECORD      ?= records/rl_record.md
