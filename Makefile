@@ -56,11 +56,13 @@ EVAL_OUT    ?= $(WORK)/eval/$(notdir $(MODEL))
 EVAL_ARGS   ?=
 INPUT       ?=
 PREDICT_OUT ?= $(WORK)/predictions.jsonl
+# free (as the model says it) or constrained (only tokens the answer schema allows; evaluate/constrained.py)
+DECODING    ?= free
 
 export PYTHONUNBUFFERED=1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report rl-record frames-study bench bench-gpu clean
+.PHONY: help install test demo synth data audit tiny-models clip sft stage1 stage2 stage3 eval predict report decoding-record rl-record frames-study bench bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -108,12 +110,12 @@ stage2: $(INSTALLED) ## RL stage 2: actions and justification, R2 (from stage1)
 stage3: $(INSTALLED) ## RL stage 3: the full JSON, R3 (from stage2)
 	$(LAUNCH) -m recipes.stage3.stage3 --config $(call recipe,stage3) $(ARGS)
 
-eval: $(INSTALLED) ## evaluate MODEL on SPLIT of OUT: metrics, report, plots, gallery (EVAL_OUT EVAL_ARGS)
-	$(PY) -m evaluate.run --model $(MODEL) --dataset $(OUT) --split $(SPLIT) --out $(EVAL_OUT) $(EVAL_ARGS)
+eval: $(INSTALLED) ## evaluate MODEL on SPLIT of OUT: metrics, report, plots, gallery (EVAL_OUT EVAL_ARGS DECODING)
+	$(PY) -m evaluate.run --model $(MODEL) --dataset $(OUT) --split $(SPLIT) --out $(EVAL_OUT) --decoding $(DECODING) $(EVAL_ARGS)
 
-predict: $(INSTALLED) ## run MODEL over a video or frame folder INPUT, one JSON per window (PREDICT_OUT)
+predict: $(INSTALLED) ## run MODEL over a video or frame folder INPUT, one JSON per window (PREDICT_OUT DECODING)
 	@test -n "$(INPUT)" || (echo "usage: make predict MODEL=<model folder> INPUT=<video or frame folder>"; exit 2)
-	$(PY) -m evaluate.predict --model $(MODEL) --input $(INPUT) --frames $(FRAMES) --stride $(STRIDE) --out $(PREDICT_OUT)
+	$(PY) -m evaluate.predict --model $(MODEL) --input $(INPUT) --frames $(FRAMES) --stride $(STRIDE) --decoding $(DECODING) --out $(PREDICT_OUT)
 
 DEMO_EVAL   ?= --max-samples 200 --clip-model local-dir:$(MODELS)/tiny-clip-trained
 DEMO_STAGES ?= sft stage1 stage2 stage3
@@ -141,6 +143,23 @@ RUNS        ?= $(foreach d,$(wildcard $(WORK)/eval/*/metrics.json),$(notdir $(pa
 LOGS        ?=
 report: $(INSTALLED) ## one table (and training curves) over several evaluations (RUNS="label=dir ...", LOGS="label=run_dir ...")
 	$(PY) -m evaluate.run --compare $(RUNS) --out $(WORK)/eval/report $(if $(LOGS),--logs $(LOGS))
+
+# free against grammar-constrained decoding for each model in DECODING_MODELS (folders under WORK), on
+# SPLIT with the demo's evaluation options; one row per model and mode in DECODING_RECORD. An
+# evaluation is redone only when its model folder is newer than it.
+DECODING_MODELS ?= sft stage3
+DECODING_EVAL   ?= $(WORK)/eval/decoding
+DECODING_RECORD ?= records/constrained_decoding.md
+DECODING_RUNS    = $(foreach m,$(DECODING_MODELS),$(foreach d,free constrained,$(m)-$(d)))
+decoding_eval    = $(PY) -m evaluate.run --model $(WORK)/$(1) --dataset $(OUT) --split $(SPLIT) \
+	--out $(DECODING_EVAL)/$(1)-$(2) $(DEMO_EVAL) --label $(1) --decoding $(2)
+$(DECODING_EVAL)/%-free/metrics.json: $(WORK)/% | $(INSTALLED)
+	$(call decoding_eval,$*,free)
+$(DECODING_EVAL)/%-constrained/metrics.json: $(WORK)/% | $(INSTALLED)
+	$(call decoding_eval,$*,constrained)
+decoding-record: $(INSTALLED) $(foreach r,$(DECODING_RUNS),$(DECODING_EVAL)/$(r)/metrics.json) ## free vs constrained decoding of DECODING_MODELS on SPLIT: one row per model and mode (DECODING_RECORD)
+	$(PY) -m evaluate.decoding_record --out $(DECODING_RECORD) --runs $(foreach r,$(DECODING_RUNS),$(r)=$(DECODING_EVAL)/$(r)) \
+		--command "make decoding-record DECODING_MODELS='$(DECODING_MODELS)' WORK=$(WORK) MODELS=$(MODELS) OUT=$(OUT) SPLIT=$(SPLIT) DECODING_EVAL=$(DECODING_EVAL)"
 
 SEEDS       ?= 0 1 2
 RECORD      ?= records/rl_record.md
@@ -197,6 +216,7 @@ bench: $(INSTALLED) ## CPU benchmarks; figures go to BENCHMARKS.md
 	$(PY) -m benchmarks.data_prep --frame-size 1280x720
 	$(PY) -m benchmarks.rl_step
 	$(PY) -m benchmarks.rewards
+	$(PY) -m benchmarks.constrained
 
 bench-gpu: $(INSTALLED) ## GPU benchmark: SFT (full/LoRA/QLoRA) and RL steps on the SmolVLM sizes into BENCHMARKS.md; CPU fallback without CUDA (BENCH_GPU_ARGS)
 	$(PY) -m benchmarks.gpu $(BENCH_GPU_ARGS)

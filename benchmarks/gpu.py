@@ -60,7 +60,7 @@ from benchmarks.markdown import read_section, section_markers, write_section
 from data_prep.prepare import prepare
 from data_prep import synth
 from recipes.cli import USER_ERRORS
-from recipes.data import tokens_per_sample
+from core.prompt import tokens_per_sample
 from tiny_models import clip as tiny_clip
 from tiny_models.clip import TinyClipConfig, local_dir_name, save_tiny_clip
 from tiny_models.vlm import (
@@ -263,7 +263,7 @@ class Probe(TrainerCallback):
         self.step_tokens: list[int] = []
         self.generation_seconds: list[float] = []  # per timed step
         self.generated_tokens: list[int] = []
-        self.budget: dict[str, int] | None = None  # recipes.data.tokens_per_sample of the first clip
+        self.budget: dict[str, int] | None = None  # core.prompt.tokens_per_sample of the first clip
         self.samples_per_step: int | None = None
         self.peak_allocated: int | None = None
         self._gen_seconds = 0.0

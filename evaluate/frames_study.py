@@ -9,7 +9,7 @@ seeds) with the image tokens per sample and the step time beside them, the per-c
 classes to watch, and a plot of the four metrics against M.
 
 Image tokens per sample come from the trained model's processor on the first train sample
-(:func:`recipes.common.tokens_per_sample`, what the SFT script logs); step time is the trainer's
+(:func:`core.prompt.tokens_per_sample`, what the SFT script logs); step time is the trainer's
 ``train_runtime`` over its steps (``trainer_state.json``). Runs, datasets and evaluations already on
 disk are reused, so an interrupted study resumes.
 
@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from datasets import load_from_disk
+from transformers import AutoProcessor
+
 from core.logs import configure_logging
+from core.prompt import tokens_per_sample
+from data_prep.prepare import prepare
+from data_prep.synth import CONFIG_FILE, SceneFacts, WorldConfig, load_truth, temporal_reasons
 from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
 from evaluate.record import METRICS, Spread, evaluate, read_recipe, spread
 
@@ -65,7 +71,6 @@ def settings(frames: Sequence[int], strides: Sequence[int],
 
 
 def prepare_dataset(args: argparse.Namespace, setting: Setting, out: Path) -> Path:
-    from data_prep.prepare import prepare
 
     # prepare() is a no-op when `out` already holds this preparation of these inputs.
     prepare(args.root, out, frames=setting.frames, stride=setting.stride, image_size=args.image_size,
@@ -93,10 +98,6 @@ def step_seconds(run_dir: Path) -> float:
 
 def image_tokens(run_dir: Path, dataset: Path) -> int:
     """Image tokens of one sample, as the trained model's processor builds its input."""
-    from datasets import load_from_disk
-    from transformers import AutoProcessor
-
-    from recipes.common import tokens_per_sample
 
     row = load_from_disk(str(dataset))["train"][0]
     processor = AutoProcessor.from_pretrained(str(run_dir))
@@ -215,9 +216,7 @@ def run_study(args: argparse.Namespace) -> dict[str, list[dict]]:
 def temporal_share(root: str, dataset: Path, max_samples: int | None) -> str:
     """For a synthetic world: how many of the scored val clips hold a reason whose only cause lies
     in earlier frames (the most that more frames can win back); "" for any other release."""
-    from datasets import load_from_disk
 
-    from data_prep.synth import CONFIG_FILE, SceneFacts, WorldConfig, load_truth, temporal_reasons
 
     config_file = Path(root) / CONFIG_FILE
     if not config_file.is_file():
@@ -238,7 +237,6 @@ def temporal_share(root: str, dataset: Path, max_samples: int | None) -> str:
 
 
 def split_size(dataset: Path, split: str) -> int:
-    from datasets import load_from_disk
 
     return len(load_from_disk(str(dataset))[split])
 

@@ -29,6 +29,7 @@ from core.image_budget import configure_image_budget
 from core.model_source import ModelSourceError, check_model_source
 from core.precision import resolve_precision, torch_dtype
 from core.prompt import image_prompt
+from evaluate.constrained import DECODING_MODES, DEFAULT_DECODING
 
 DEFAULT_BATCH_SIZE = 8
 # The canonical JSON answer of a busy scene is ~100-200 tokens with the tiny tokenizer and up to
@@ -169,8 +170,11 @@ class Generated:
 
 @torch.no_grad()
 def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
-                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Generated:
-    """Answers (stripped) for one batch: each entry of ``frame_lists`` is one sample's M frames."""
+                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, constraint: Any = None) -> Generated:
+    """Answers (stripped) for one batch: each entry of ``frame_lists`` is one sample's M frames.
+
+    ``constraint``: an :class:`evaluate.constrained.ConstrainedDecoder` for grammar-constrained
+    decoding (every answer schema-valid, closed before the cap); None decodes freely."""
     prompts = [
         processor.apply_chat_template(image_prompt(len(frames)), add_generation_prompt=True)
         for frames in frame_lists
@@ -184,14 +188,16 @@ def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[An
     }
     tokenizer = processor.tokenizer
     eos_id = tokenizer.eos_token_id
+    prompt_length = inputs["input_ids"].shape[1]
     output = model.generate(
         **inputs,
+        logits_processor=constraint.processors(prompt_length, max_new_tokens) if constraint else None,
         max_new_tokens=max_new_tokens,
         do_sample=False,
         eos_token_id=eos_id,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id,
     )
-    new_tokens = output[:, inputs["input_ids"].shape[1]:].cpu()
+    new_tokens = output[:, prompt_length:].cpu()
     result = Generated()
     for row in new_tokens:
         eos_positions = (row == eos_id).nonzero()
@@ -205,7 +211,7 @@ def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[An
 
 def generate_answers(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
                      batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                     progress: bool = True, desc: str = "generating") -> Generated:
+                     progress: bool = True, desc: str = "generating", constraint: Any = None) -> Generated:
     """Answers for many samples, ``batch_size`` at a time, with a progress bar (``.texts``)."""
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
@@ -214,7 +220,7 @@ def generate_answers(model: Any, processor: Any, frame_lists: Sequence[Sequence[
     result = Generated()
     with tqdm(total=len(frame_lists), desc=desc, unit="sample", disable=not progress) as bar:
         for batch in _batches(frame_lists, batch_size):
-            result.extend(generate_batch(model, processor, batch, max_new_tokens))
+            result.extend(generate_batch(model, processor, batch, max_new_tokens, constraint))
             bar.update(len(batch))
     return result
 
@@ -234,9 +240,11 @@ class _FrameColumn:
 
 
 def generate_for_split(model: Any, processor: Any, data: Any, batch_size: int = DEFAULT_BATCH_SIZE,
-                       max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True) -> Generated:
+                       max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True,
+                       constraint: Any = None) -> Generated:
     """Answers for every row of a prepared split (its ``frames`` column), in row order."""
-    return generate_answers(model, processor, _FrameColumn(data), batch_size, max_new_tokens, progress)
+    return generate_answers(model, processor, _FrameColumn(data), batch_size, max_new_tokens, progress,
+                            constraint=constraint)
 
 
 def add_model_loading_args(parser) -> None:
@@ -247,3 +255,17 @@ def add_model_loading_args(parser) -> None:
                         help="override the processor's longest edge in px; None: as saved with the model")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; None: cuda when available")
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    parser.add_argument("--decoding", default=DEFAULT_DECODING, choices=DECODING_MODES,
+                        help="free: as the model says it; constrained: only tokens that keep the answer valid under "
+                             "taxonomy/answer.schema.json, closed before --max-new-tokens (evaluate/constrained.py)")
+
+
+def decoding_constraint(decoding: str, model: Any, processor: Any) -> Any:
+    """The constraint ``generate_batch`` takes for a decoding mode: None for free decoding."""
+    if decoding not in DECODING_MODES:
+        raise EvaluationError(f"decoding must be one of {DECODING_MODES}, got {decoding!r}")
+    if decoding == "free":
+        return None
+    from evaluate.constrained import ConstrainedDecoder
+
+    return ConstrainedDecoder.for_model(model, processor)

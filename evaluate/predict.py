@@ -56,9 +56,11 @@ from data_prep.frames import (
     sample_positions,
 )
 from evaluate.generate import (
+    DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
     EvaluationError,
     add_model_loading_args,
+    decoding_constraint,
     generate_batch,
     load_model_and_processor,
 )
@@ -196,8 +198,10 @@ def predict(model_dir: str, input_path: str, out: IO[str], frames: int = DEFAULT
             sample_fps: float | None = None, image_size: int | None = None,
             short_input: str = DEFAULT_SHORT_CLIP_POLICY, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
             image_splitting: bool | None = None, image_longest_edge: int | None = None,
-            device: str | None = None, precision: str = "auto", progress: bool = True) -> dict:
-    """Write one JSON line per window to ``out``; return the latency summary."""
+            device: str | None = None, precision: str = "auto", progress: bool = True,
+            decoding: str = DEFAULT_DECODING) -> dict:
+    """Write one JSON line per window to ``out``; return the latency summary. ``decoding``: free or
+    constrained (every answer schema-valid; evaluate/constrained.py)."""
     for name, value in (("fps", fps), ("sample_fps", sample_fps)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
@@ -205,6 +209,7 @@ def predict(model_dir: str, input_path: str, out: IO[str], frames: int = DEFAULT
     FrameSpec(frames=frames, stride=stride, image_size=image_size or 1, short_clip=short_input)
     iter_input_frames(input_path, image_size or 1, fps, sample_fps)
     model, processor = load_model_and_processor(model_dir, image_splitting, image_longest_edge, device, precision)
+    constraint = decoding_constraint(decoding, model, processor)
     if image_size is None:
         image_size = int(processor.image_processor.size["longest_edge"])
     spec = FrameSpec(frames=frames, stride=stride, image_size=image_size, short_clip=short_input)
@@ -213,7 +218,7 @@ def predict(model_dir: str, input_path: str, out: IO[str], frames: int = DEFAULT
     latencies = []
     for window in tqdm(windows, desc="windows", unit="window", disable=not progress, file=sys.stderr):
         started = time.perf_counter()
-        generated = generate_batch(model, processor, [[f.image for f in window.frames]], max_new_tokens)
+        generated = generate_batch(model, processor, [[f.image for f in window.frames]], max_new_tokens, constraint)
         raw = generated.texts[0]
         parsed = parse_answer(raw)
         latency = time.perf_counter() - started
@@ -273,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fps=args.fps, sample_fps=args.sample_fps, image_size=args.image_size, short_input=args.short_input,
             max_new_tokens=args.max_new_tokens, image_splitting=args.image_splitting,
             image_longest_edge=args.image_longest_edge, device=args.device, precision=args.precision,
-            progress=not args.no_progress,
+            progress=not args.no_progress, decoding=args.decoding,
         )
     except (FrameError, EvaluationError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -109,13 +109,13 @@ def per_class_table(runs: Sequence[Mapping], group: str, baseline: Mapping | Non
 
 
 def quality_table(runs: Sequence[Mapping]) -> str:
-    header = ["method", "JSON found", "schema-valid JSON", "only the JSON", "empty answers",
+    header = ["method", "decoding", "JSON found", "schema-valid JSON", "only the JSON", "empty answers",
               "CLIP (answer)", "CLIP (reference)", "tokens", "words", "no EOS", "s/sample"]
     rows = []
     for run in runs:
         generation = run.get("generation", {})
         rows.append([
-            str(run.get("label", "model")), _pct(run.get("json_rate")), _pct(run.get("schema_valid_rate")),
+            str(run.get("label", "model")), generation.get("decoding", "free"), _pct(run.get("json_rate")), _pct(run.get("schema_valid_rate")),
             _pct(run.get("clean_json_rate")), _pct(run.get("empty_rate")), _clip(run),
             _num(run.get("clip_score_reference")), _num(run.get("output_tokens_mean"), 1),
             _num(run.get("output_words_mean"), 1), _pct(generation.get("hit_max_new_tokens_rate")),
@@ -162,7 +162,8 @@ def render_report(runs: Sequence[Mapping], baseline: Mapping | None = None,
         parts.append("")
     parts += ["## Answer quality", "", quality_table(runs), ""]
     parts.append(
-        "JSON found: the answer holds a JSON object. Schema-valid: that object passes "
+        "Decoding: free (as the model says it) or constrained (only tokens the answer schema allows, "
+        "evaluate/constrained.py). JSON found: the answer holds a JSON object. Schema-valid: that object passes "
         "taxonomy/answer.schema.json. Only the JSON: schema-valid and nothing else in the answer. "
         "CLIP: cosine between the answer's description and the clip (the normalised mean of its frame "
         "embeddings), as the clip_alignment reward computes it, averaged over the answers that have a "

@@ -37,8 +37,10 @@ from evaluate import plots, report
 from evaluate.generate import (
     add_model_loading_args,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
     DEFAULT_MAX_NEW_TOKENS,
     EvaluationError,
+    decoding_constraint,
     generate_for_split,
     load_eval_split,
     load_model_and_processor,
@@ -181,23 +183,25 @@ def evaluate_model(model_dir: str, dataset_dir: str, split: str, out_dir: str, l
                    clip_pretrained: str | None = None, logs: Mapping[str, str] | None = None,
                    gallery_size: int = DEFAULT_GALLERY_SIZE, image_splitting: bool | None = None,
                    image_longest_edge: int | None = None, device: str | None = None, precision: str = "auto",
-                   progress: bool = True) -> dict:
+                   progress: bool = True, decoding: str = DEFAULT_DECODING) -> dict:
     """Generate, parse, score, and write every output file; returns the metrics dict.
 
-    ``clip_model=None`` skips the CLIP score.
+    ``clip_model=None`` skips the CLIP score. ``decoding``: free or constrained (evaluate/constrained.py);
+    a constrained run's default label says so.
     """
     out = Path(out_dir)
-    label = label or Path(model_dir.rstrip("/")).name
+    label = label or Path(model_dir.rstrip("/")).name + ("" if decoding == DEFAULT_DECODING else f" ({decoding})")
     data = load_eval_split(dataset_dir, split, max_samples)
     for path in (logs or {}).values():  # fail before the long generation, not after it
         plots.load_log_history(path)
     model, processor = load_model_and_processor(model_dir, image_splitting, image_longest_edge, device, precision)
+    constraint = decoding_constraint(decoding, model, processor)
     if clip_model:
         from rewards.clip_alignment import get_scorer
 
         get_scorer(clip_model, clip_pretrained, str(model.device))  # loads (and checks) the CLIP model now
     started = time.perf_counter()
-    generated = generate_for_split(model, processor, data, batch_size, max_new_tokens, progress)
+    generated = generate_for_split(model, processor, data, batch_size, max_new_tokens, progress, constraint)
     generation_seconds = time.perf_counter() - started
     texts, tokens = generated.texts, generated.token_counts
     metrics, records = score_answers(texts, data)
@@ -240,6 +244,7 @@ def evaluate_model(model_dir: str, dataset_dir: str, split: str, out_dir: str, l
         "output_tokens_mean": sum(tokens) / len(tokens),
         "output_words_mean": sum(len(t.split()) for t in texts) / len(texts),
         "generation": {
+            "decoding": decoding,
             "batch_size": batch_size,
             "max_new_tokens": max_new_tokens,
             "hit_max_new_tokens_rate": sum(generated.hit_limit) / len(texts),
@@ -248,6 +253,7 @@ def evaluate_model(model_dir: str, dataset_dir: str, split: str, out_dir: str, l
             "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": generation_seconds,
             "seconds_per_sample": generation_seconds / len(texts),
+            "constraint_ms_per_token": constraint.ms_per_token if constraint else None,
         },
         "baseline": baseline,
     }
@@ -418,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             clip_model=None if args.no_clip else args.clip_model, clip_pretrained=args.clip_pretrained,
             logs=logs, gallery_size=args.gallery_size, image_splitting=args.image_splitting,
             image_longest_edge=args.image_longest_edge, device=args.device, precision=args.precision,
-            progress=not args.no_progress,
+            progress=not args.no_progress, decoding=args.decoding,
         )
     except (EvaluationError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

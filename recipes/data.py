@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from datasets import load_from_disk
 
-from core.prompt import answer_turn, image_prompt
+from core.prompt import answer_turn, image_prompt, tokens_per_sample
 from recipes.config import RecipeArguments
 from recipes.errors import RecipeError
 
@@ -57,25 +57,6 @@ def with_answer_turn(data, target_column: str):
         remove_columns=[target_column],
         desc=f"answer turn from {target_column}",
     )
-
-
-def tokens_per_sample(processor: Any, sample: dict) -> dict[str, int]:
-    """How many tokens one sample costs: image tokens, answer tokens, total (the budget to watch)."""
-    text = processor.apply_chat_template(sample["prompt"], add_generation_prompt=True)
-    encoded = processor(text=[text], images=[sample["images"]], return_tensors="pt")
-    prompt_tokens = int(encoded["input_ids"].shape[1])
-    image_token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
-    image_tokens = int((encoded["input_ids"] == image_token_id).sum())
-    answer = sample.get("completion")
-    answer_text = answer[0]["content"][0]["text"] if isinstance(answer, list) else (answer or "")
-    answer_tokens = len(processor.tokenizer(answer_text, add_special_tokens=False)["input_ids"])
-    return {
-        "frames": len(sample["images"]),
-        "image_tokens": image_tokens,
-        "prompt_tokens": prompt_tokens,
-        "answer_tokens": answer_tokens,
-        "total_tokens": prompt_tokens + answer_tokens,
-    }
 
 
 def log_token_budget(processor: Any, sample: dict) -> dict[str, int]:
