@@ -157,6 +157,9 @@ $(DECODING_EVAL)/%-free/metrics.json: $(WORK)/% | $(INSTALLED)
 	$(call decoding_eval,$*,free)
 $(DECODING_EVAL)/%-constrained/metrics.json: $(WORK)/% | $(INSTALLED)
 	$(call decoding_eval,$*,constrained)
+# a model folder the record needs but nobody trained: say what makes it (make -n still dry-runs)
+$(addprefix $(WORK)/,$(DECODING_MODELS)):
+	@echo "error: $@ is missing: train it first (make demo trains sft and stage3 under WORK), or set DECODING_MODELS" >&2; exit 2
 decoding-record: $(INSTALLED) $(foreach r,$(DECODING_RUNS),$(DECODING_EVAL)/$(r)/metrics.json) ## free vs constrained decoding of DECODING_MODELS on SPLIT: one row per model and mode (DECODING_RECORD)
 	$(PY) -m evaluate.decoding_record --out $(DECODING_RECORD) --runs $(foreach r,$(DECODING_RUNS),$(r)=$(DECODING_EVAL)/$(r)) \
 		--command "make decoding-record DECODING_MODELS='$(DECODING_MODELS)' WORK=$(WORK) MODELS=$(MODELS) OUT=$(OUT) SPLIT=$(SPLIT) DECODING_EVAL=$(DECODING_EVAL)"
