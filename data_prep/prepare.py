@@ -25,6 +25,7 @@ import gc
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from core.logs import configure_logging
 from taxonomy.answer import format_answer, format_text_answer
 from taxonomy.labels import DEFAULT_REASON_ORDER, actions_from_vector, reasons_from_vector
 
@@ -86,6 +88,8 @@ DEFAULT_MAX_PROBLEMS_SHOWN = 20
 DEFAULT_SAMPLES_PER_SHARD = 256
 HASH_CHUNK_BYTES = 1 << 20
 
+logger = logging.getLogger(__name__)
+
 
 class PrepareError(RuntimeError):
     """prepare cannot go on (OUT in the way, a frame that cannot be decoded, ...)."""
@@ -103,10 +107,6 @@ class PrepareResult:
         from datasets import load_from_disk
 
         return load_from_disk(str(self.out))
-
-
-def log(message: str) -> None:
-    print(f"[prepare] {message}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +490,7 @@ def prepare(
     videos_dir = videos_dir.resolve() if videos_dir else None
 
     # 1. Validation, before anything is written.
-    log(f"reading annotations under {root}")
+    logger.info(f"reading annotations under {root}")
     data = read_bddoia(root, reason_order=reason_order, splits=splits, skip_bad=skip_bad,
                        max_problems_shown=max_problems_shown)
     descriptions, descriptions_file = load_descriptions(root)
@@ -507,7 +507,7 @@ def prepare(
             f"--skip-bad would leave split(s) {emptied} empty: every sample there is bad. "
             + format_problems(problems, max_problems_shown)
         )
-    log(
+    logger.info(
         f"{sum(counts.values())} samples ({', '.join(f'{s} {n}' for s, n in counts.items())}); "
         f"dropped as 'confuse': {sum(data.dropped_confuse.values())}; skipped as bad: {len(problems)}; "
         f"frames from {frames_dir or '-'} / videos from {videos_dir or '-'}; "
@@ -527,7 +527,7 @@ def prepare(
     if out.exists():
         previous = read_fingerprint(out)
         if previous and previous.get("fingerprint") == fingerprint and not overwrite:
-            log(f"up to date: {out} was prepared from these inputs and options; nothing to do")
+            logger.info(f"up to date: {out} was prepared from these inputs and options; nothing to do")
             return PrepareResult(out, True, fingerprint, previous.get("counts", counts),
                                  previous.get("skipped", []))
         if not overwrite:
@@ -575,7 +575,7 @@ def prepare(
         built = {}
         try:
             for split in splits:
-                log(f"decoding {split}: {counts[split]} clips x {frames} frames, num_proc={num_proc}")
+                logger.info(f"decoding {split}: {counts[split]} clips x {frames} frames, num_proc={num_proc}")
                 try:
                     built[split] = _build_split(split, shards[split], settings, num_proc,
                                                 work / "cache", fingerprint)
@@ -620,7 +620,7 @@ def prepare(
         _swap_in(staged, out, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log(
+    logger.info(
         f"wrote {out}: {', '.join(f'{s} {n}' for s, n in final_counts.items())}"
         f"{f'; skipped {len(all_skipped)} samples (see {out / SKIPPED_FILE})' if skip_bad else ''}"
         f" in {time.monotonic() - started:.1f}s"
@@ -642,7 +642,7 @@ def remove_stale_partials(out: Path) -> None:
             pass
         except PermissionError:
             continue  # alive, another user's
-        log(f"removing {folder}, left by an interrupted run")
+        logger.info(f"removing {folder}, left by an interrupted run")
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -707,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         prepare(
             root=args.root, out=args.out, frames=args.frames, stride=args.stride,

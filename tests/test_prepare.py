@@ -1,6 +1,7 @@
 """prepare: the saved DatasetDict's contract, reuse, --skip-bad, atomic writes, clip sources."""
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -122,14 +123,15 @@ def test_template_descriptions_when_the_source_has_none(world, tmp_path):
 # Re-runs
 
 
-def test_rerun_reuses_and_any_change_rebuilds(world, tmp_path, capsys):
+def test_rerun_reuses_and_any_change_rebuilds(world, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="data_prep")
     out = tmp_path / "out"
     first = prepare(world, out, **SMALL)
     assert not first.reused
     manifest = json.loads((out / FINGERPRINT_FILE).read_text())
     again = prepare(world, out, **SMALL)
     assert again.reused and again.fingerprint == first.fingerprint
-    assert "up to date" in capsys.readouterr().out
+    assert "up to date" in caplog.text
     assert json.loads((out / FINGERPRINT_FILE).read_text()) == manifest  # nothing rewritten
 
     with pytest.raises(PrepareError, match="--overwrite"):
@@ -269,11 +271,12 @@ def test_video_input(tmp_path):
 # CLI
 
 
-def test_cli(world, tmp_path, capsys):
+def test_cli(world, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="data_prep")
     out = tmp_path / "out"
     args = ["--root", str(world), "--out", str(out), "--frames", "2", "--image-size", "24"]
     assert main(args) == 0 and (out / "dataset_dict.json").is_file()
-    assert main(args) == 0 and "up to date" in capsys.readouterr().out
+    assert main(args) == 0 and "up to date" in caplog.text
     assert main(["--root", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 1
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
@@ -302,10 +305,11 @@ def _flatten_clips_into_data(world):
     shutil.rmtree(world / "clips")
 
 
-def test_clip_frames_named_id_k_beside_the_annotated_frame_are_found_without_flags(world, tmp_path, capsys):
+def test_clip_frames_named_id_k_beside_the_annotated_frame_are_found_without_flags(world, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="data_prep")
     _flatten_clips_into_data(world)
     result = prepare(world, tmp_path / "out", **SMALL)
-    assert f"frames from {(world / 'data').resolve()}" in capsys.readouterr().out
+    assert f"frames from {(world / 'data').resolve()}" in caplog.text
     dataset = result.load()
     assert all(len(frames) == SMALL["frames"] for frames in dataset["train"]["frames"])
 
