@@ -1,6 +1,6 @@
-"""Which floating-point precision to run in. On CPU, bf16 matmuls are several times slower than
-fp32 (docs/smolvlm.md, CPU precision measurements), so "auto" picks bf16 only on a GPU that
-supports it."""
+"""Which floating-point precision to run in. "auto" picks bf16 only on a GPU that supports it and
+fp32 on the CPU: fp32 is right on every CPU, while bf16 there is fast only with bf16 matrix units
+(AVX512-BF16/AMX) and emulated, far slower, without them (docs/smolvlm.md, "Precision on the CPU")."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def pick_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """fp32 on CPU (bf16 matmuls are far slower there, docs/smolvlm.md), bf16 on GPUs that support it."""
+    """fp32 on CPU (right on every CPU; bf16 is fast only on some, docs/smolvlm.md), bf16 on GPUs that support it."""
     try:
         return torch_dtype(resolve_precision(precision, device))
     except ValueError as err:

@@ -145,7 +145,7 @@ def apply_precision(training_args: Any, precision: str) -> str:
             "process trains alone and they all write the same output folder"
         )
     if precision in ("bf16", "fp16") and not torch.cuda.is_available():
-        logger.warning("precision=%s on a machine without CUDA: expect slow steps", precision)
+        logger.warning("precision=%s on a machine without CUDA: slow on CPUs without bf16/fp16 matrix units", precision)
     training_args.bf16 = precision == "bf16"
     training_args.fp16 = precision == "fp16"
     return precision
