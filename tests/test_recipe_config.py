@@ -37,9 +37,11 @@ def test_command_line_overrides_the_yaml():
     assert recipe.frames_per_clip == 2
 
 
-def test_unknown_yaml_key_is_an_error_naming_it(tmp_path):
+@pytest.mark.parametrize("value", [1e-3, [0.5, 1.0], {"w": 1}, "a ] b"])
+def test_unknown_yaml_key_is_an_error_naming_it(tmp_path, value):
+    """Whatever its value (a list once broke the parser's reading of TRL's message text)."""
     config = yaml.safe_load((RECIPES / "sft" / "sft.yaml").read_text())
-    config["lerning_rate"] = 1e-3
+    config["lerning_rate"] = value
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(RecipeError, match="lerning_rate") as err:
