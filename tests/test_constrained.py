@@ -117,8 +117,9 @@ def test_cap_below_the_shortest_answer_is_refused(tiny):
 
 def test_make_eval_and_predict_pass_decoding():
     for target in ("eval", "predict INPUT=clip.mp4"):
-        printed = subprocess.run(["make", "-n", *shlex.split(target), "DECODING=constrained"], cwd=ROOT,
-                                 capture_output=True, text=True, check=True).stdout
+        # --no-print-directory: under `make test` this make is nested and would end with "Leaving directory"
+        printed = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", *shlex.split(target),
+                                  "DECODING=constrained"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
         words = shlex.split(printed.splitlines()[-1])
         assert words[words.index("--decoding") + 1] == "constrained"
 
