@@ -15,8 +15,18 @@ F1 is set F1 over the fixed vocabulary (4 action keys, 21 reason keys), weighted
 (``label_weights``, a mapping key -> weight > 0; unlisted labels weigh 1, so by default this is
 plain ``2|P & T| / (|P| + |T|)``). Listing every class does not pay: each wrong key adds to w(P).
 Weights above 1 on rare labels (AlphaDrive's action weights) make missing or inventing a rare
-turn or reason cost more than a frequent one, so RL does not buy F1_all by giving up the rare
-classes that macro F1 (mF1) counts as much as the frequent ones.
+turn or reason cost more than a frequent one. Such symmetric weights raise the stakes of a rare
+label but not the belief at which saying it pays: with plain F1 an answer gains by naming a label
+when the label is true with probability above about 1/2, whatever its weight. ``false_alarm_weight``
+(a number >= 0; default None: a false alarm weighs its label weight) makes the cost asymmetric: a
+named label that is not true adds ``false_alarm_weight`` instead of its label weight, so
+
+    F1 = 2 w(P & T) / (2 w(P & T) + false_alarm_weight * |P - T| + w(T - P))
+
+and with ``label_weights: {right: 4}, false_alarm_weight: 1`` naming "right" pays from a belief of
+about 1/3 (a miss costs 4, a false alarm 1). Rare labels are the ones a model is least sure of, so
+this is what keeps RL from buying F1_all by giving up the rare classes that macro F1 (mF1) counts
+as much as the frequent ones.
 When both P and T are empty, F1 = ``empty_match_f1`` (default 1.0: saying "no reason" when none
 applies is the right answer; BDD-OIA's own F1_all scores such a sample 0 for every prediction,
 which would give GRPO no signal on it). An answer from which the parser reads no action and no
@@ -81,9 +91,11 @@ def set_f1(
     truth: Iterable[str],
     empty_match: float = DEFAULT_EMPTY_MATCH_F1,
     weights: Mapping[str, float] | None = None,
+    false_alarm_weight: float | None = None,
 ) -> float:
-    """Weighted set F1 = 2 w(P & T) / (w(P) + w(T)) (weight 1 for labels not in ``weights``);
-    ``empty_match`` when both sets are empty."""
+    """Weighted set F1 = 2 w(P & T) / (2 w(P & T) + fa(P - T) + w(T - P)) (weight 1 for labels not
+    in ``weights``; fa = w, or ``false_alarm_weight`` per false alarm when given), which is
+    2 w(P & T) / (w(P) + w(T)) by default; ``empty_match`` when both sets are empty."""
     pred, true = set(predicted), set(truth)
     if not pred and not true:
         return float(empty_match)
@@ -92,7 +104,10 @@ def set_f1(
     def w(labels: set[str]) -> float:
         return sum(weights.get(label, 1.0) for label in labels)
 
-    return 2.0 * w(pred & true) / (w(pred) + w(true))
+    hits, false_alarms, misses = pred & true, pred - true, true - pred
+    false_alarm_cost = w(false_alarms) if false_alarm_weight is None else false_alarm_weight * len(false_alarms)
+    denominator = 2.0 * w(hits) + false_alarm_cost + w(misses)
+    return 2.0 * w(hits) / denominator if denominator else 0.0
 
 
 def check_label_weights(label_weights: Any) -> dict[str, float]:
@@ -160,6 +175,7 @@ def score_components(
     logic_share: float = DEFAULT_LOGIC_SHARE,
     empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
     label_weights: Mapping[str, float] | None = None,
+    false_alarm_weight: float | None = None,
 ) -> dict[str, float]:
     """The four R2 components of one parsed answer (all 0 for an answer with no labels).
 
@@ -168,8 +184,8 @@ def score_components(
     if parsed.empty:
         return dict.fromkeys(COMPONENTS, 0.0)
     return {
-        "actions_f1": set_f1(parsed.actions, true_actions, empty_match_f1, label_weights),
-        "reasons_f1": set_f1(parsed.reasons, true_reasons, empty_match_f1, label_weights),
+        "actions_f1": set_f1(parsed.actions, true_actions, empty_match_f1, label_weights, false_alarm_weight),
+        "reasons_f1": set_f1(parsed.reasons, true_reasons, empty_match_f1, label_weights, false_alarm_weight),
         "consistency": consistency(parsed, logic_share),
         "format": float(parsed.clean),
     }
@@ -213,6 +229,7 @@ def action_reasoning_reward(
     empty_match_f1: float = DEFAULT_EMPTY_MATCH_F1,
     w_format: float = DEFAULT_W_FORMAT,
     label_weights: Mapping[str, float] | None = None,
+    false_alarm_weight: float | None = None,
     **kwargs: Any,
 ) -> list[float]:
     """R2 per completion (see the module docstring); needs the columns ``actions`` and ``reasons``."""
@@ -221,6 +238,8 @@ def action_reasoning_reward(
     if w_format > 1.0:  # the format factor 1 - w_format must not go negative
         raise ValueError(f"reward {NAME!r}: w_format must be in [0, 1], got {w_format!r}")
     label_weights = check_label_weights(label_weights)
+    if false_alarm_weight is not None:
+        check_weights(NAME, allow_all_zero=True, false_alarm_weight=false_alarm_weight)
     if not 0.0 <= logic_share <= 1.0:
         raise ValueError(f"reward {NAME!r}: logic_share must be in [0, 1], got {logic_share!r}")
     if not 0.0 <= empty_match_f1 <= 1.0:
@@ -247,6 +266,7 @@ def action_reasoning_reward(
             logic_share=logic_share,
             empty_match_f1=empty_match_f1,
             label_weights=label_weights,
+            false_alarm_weight=false_alarm_weight,
         )
         for key, value in components.items():
             parts[key].append(value)

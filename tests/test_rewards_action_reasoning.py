@@ -317,3 +317,48 @@ def test_label_weights_make_a_missed_rare_label_cost_more_than_a_missed_frequent
 def test_bad_label_weights_are_an_error_naming_the_key(bad):
     with pytest.raises(ValueError, match="label_weights"):
         action_reasoning_reward(["x"], label_weights=bad, actions=[[1, 0, 0, 0]], reasons=[[0] * 21])
+
+
+def _expected_reward_of_naming_right(belief: float, **params) -> tuple[float, float]:
+    """Expected R2 of answering {forward, right} and of answering {forward} when "right" is true
+    with probability ``belief`` (forward always true)."""
+    truths = {True: {"actions": [[1, 0, 0, 1]], "reasons": [[0] * 21]},
+              False: {"actions": [[1, 0, 0, 0]], "reasons": [[0] * 21]}}
+    answers = {"name": format_answer("a road", ["forward", "right"], []), "omit": format_answer("a road", ["forward"], [])}
+    expected = {}
+    for key, answer in answers.items():
+        scores = {truth: action_reasoning_reward([answer], **params, **columns)[0] for truth, columns in truths.items()}
+        expected[key] = belief * scores[True] + (1 - belief) * scores[False]
+    return expected["name"], expected["omit"]
+
+
+@pytest.mark.parametrize("belief", [0.38, 0.45])
+def test_symmetric_label_weights_do_not_make_an_unsure_rare_label_pay(belief):
+    named, omitted = _expected_reward_of_naming_right(belief, label_weights={"right": 4.0})
+    assert named < omitted
+
+
+@pytest.mark.parametrize("belief", [0.38, 0.45])
+def test_a_cheap_false_alarm_makes_naming_a_likely_rare_label_pay(belief):
+    named, omitted = _expected_reward_of_naming_right(belief, label_weights={"right": 4.0}, false_alarm_weight=1.0)
+    assert named > omitted
+
+
+def test_a_cheap_false_alarm_still_costs_and_listing_every_label_does_not_pay():
+    truth = {"actions": [[1, 0, 0, 0]], "reasons": [[0] * 21]}
+    params = {"label_weights": {"left": 4.0, "right": 4.0}, "false_alarm_weight": 1.0}
+    right_answer, one_alarm, every_label = (action_reasoning_reward([format_answer("a road", a, [])], **params, **truth)[0]
+                                            for a in (["forward"], ["forward", "right"], ["forward", "stop", "left", "right"]))
+    assert right_answer > one_alarm > every_label
+
+
+def test_false_alarm_weight_none_is_the_label_weight():
+    assert set_f1({"forward", "right"}, {"forward"}, weights={"right": 4.0}) == pytest.approx(1 / 3)
+    assert set_f1({"forward", "right"}, {"forward"}, weights={"right": 4.0}, false_alarm_weight=1.0) == pytest.approx(2 / 3)
+    assert set_f1({"right"}, set(), false_alarm_weight=0.0) == 0.0  # nothing true, only a free alarm: no hit, F1 0
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("inf"), "1", True])
+def test_bad_false_alarm_weight_is_an_error_naming_it(bad):
+    with pytest.raises(ValueError, match="false_alarm_weight"):
+        action_reasoning_reward(["x"], false_alarm_weight=bad, actions=[[1, 0, 0, 0]], reasons=[[0] * 21])
