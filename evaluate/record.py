@@ -44,6 +44,10 @@ CONTROL_RECIPE = "recipes/sft/sft_control_demo.yaml"
 # Margin the issue allows a stage to lose on F1_all against the stage before.
 F1_TOLERANCE = 0.01
 SCHEMA_VALID_TARGET = 0.99
+# A stage whose start is within this of what the reference answers score may hold its reward
+# instead of raising it (the issue's "or holds it where the start is already within 0.01 of the maximum").
+HOLD_MARGIN = 0.01
+REFERENCE_COLUMN = "answer_json"
 CHECKPOINT_CLIPS = 64  # val clips scored per stage-1 checkpoint for the R1-vs-steps plot
 CURVE_POINTS = 5  # checkpoints per stage-1 run
 
@@ -150,7 +154,9 @@ def evaluate(model_dir: Path, out: Path, dataset: str, clip: str | None, max_sam
 
 
 def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str, dict[str, float]]:
-    """Per RL run: its own reward on the greedy val answers of its start model and of itself."""
+    """Per RL run: its own reward on the greedy val answers of its start model and of itself, and on
+    the dataset's reference answers (the truthful, complete answer: the top of R2 and R3; for R1,
+    what the true description scores, the most a truthful description is owed)."""
     from evaluate.generate import load_eval_split
 
     data = load_eval_split(dataset, "val", None)
@@ -161,7 +167,8 @@ def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str
             continue
         recipe = read_recipe(run.recipe)
         out[run.name] = {"before": stage_reward(recipe, texts[run.start], data),
-                         "after": stage_reward(recipe, texts[run.name], data)}
+                         "after": stage_reward(recipe, texts[run.name], data),
+                         "reference": stage_reward(recipe, list(data[REFERENCE_COLUMN]), data)}
     return out
 
 
@@ -226,8 +233,17 @@ def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]])
         before = Spread([r["before"] for r in rewards[stage]])
         after = Spread([r["after"] for r in rewards[stage]])
         gain, noise = after.mean - before.mean, max(before.range, after.range)
-        out.append((gain > noise, f"{stage} raises its own reward on val: {before} -> {after} (gain {gain:+.4f}, "
-                                  f"seed range {noise:.4f}; per seed {paired(before, after)})"))
+        measured = (f"{before} -> {after} (gain {gain:+.4f}, seed range {noise:.4f}; per seed "
+                    f"{paired(before, after)})")
+        references = [r["reference"] for r in rewards[stage] if "reference" in r]
+        top = sum(references) / len(references) if references else None
+        if top is not None and before.mean >= top - HOLD_MARGIN and gain > noise:
+            out.append((True, f"{stage} raises its own reward on val: {measured}"))
+        elif top is not None and before.mean >= top - HOLD_MARGIN:
+            out.append((gain >= -noise, f"{stage} holds its own reward on val, its start being within {HOLD_MARGIN} "
+                                        f"of the reference answers' {top:.4f} or above: {measured}"))
+        else:
+            out.append((gain > noise, f"{stage} raises its own reward on val: {measured}"))
     for previous, stage in zip(CHAIN, CHAIN[1:]):
         for name, get in METRICS[:2]:
             drop = spread(metrics[previous], get).mean - spread(metrics[stage], get).mean
@@ -289,12 +305,13 @@ def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str)
               "the actor-critic; `sft_control`: the SFT model trained further by SFT on as many clips as the "
               "three RL stages see.", "",
               "## Each RL stage's own reward (its YAML's rewards and weights, on the greedy val answers)", "",
-              "| stage | starts from | before | after |", "|---|---|---|---|"]
+              "| stage | starts from | before | after | reference answers |", "|---|---|---|---|---|"]
     for run in RUNS:
         if run.rl:
-            before = Spread([r["before"] for r in rewards[run.name]])
-            after = Spread([r["after"] for r in rewards[run.name]])
-            lines.append(f"| {run.name} | {run.start} | {before} | {after} |")
+            before, after, reference = (Spread([r[key] for r in rewards[run.name]]) for key in ("before", "after", "reference"))
+            lines.append(f"| {run.name} | {run.start} | {before} | {after} | {reference} |")
+    lines += ["", "Reference answers: the dataset's own answers for the val clips (the truthful, complete answer, "
+              "the top of R2 and R3; for R1 what the true description scores)."]
     lines += ["", f"![R1 on val against steps]({curves_file})", "", "## The RL issue's targets", ""]
     lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in check_lines]
     return "\n".join(lines) + "\n"

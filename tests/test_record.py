@@ -62,3 +62,22 @@ def test_final_stage_must_beat_sft_beyond_the_range_and_keep_mf1_and_validity():
 def test_rl_prompts_seen_counts_clips_not_completions():
     recipe = {"per_device_train_batch_size": 32, "gradient_accumulation_steps": 2, "num_generations": 8, "max_steps": 10}
     assert record.rl_prompts_seen(recipe) == 80
+
+
+def _rewards_with_reference(before, after, reference):
+    return {run.name: [{"before": b, "after": a, "reference": reference} for b, a in zip(before, after)]
+            for run in record.RUNS if run.rl}
+
+
+def test_a_start_at_the_reference_answers_level_may_hold_its_reward_but_not_lose_it():
+    held = _rewards_with_reference((0.571, 0.571, 0.571), (0.5711, 0.5709, 0.5710), reference=0.5697)
+    assert _check(record.checks(_chain(), held), "stage1 holds its own reward") == [True]
+    lost = _rewards_with_reference((0.571, 0.571, 0.571), (0.560, 0.561, 0.562), reference=0.5697)
+    assert _check(record.checks(_chain(), lost), "stage1 holds its own reward") == [False]
+
+
+def test_a_start_far_below_the_reference_answers_must_raise_its_reward():
+    flat = _rewards_with_reference((0.80, 0.80, 0.80), (0.80, 0.80, 0.80), reference=1.0)
+    lines = record.checks(_chain(), flat)
+    assert _check(lines, "stage2 raises its own reward") == [False]
+    assert _check(lines, "stage2 holds") == []
