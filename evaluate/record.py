@@ -34,6 +34,7 @@ import yaml
 
 from core.logs import configure_logging
 from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
+from evaluate.r1_headroom import headroom_of_predictions
 from evaluate.run import evaluate_model
 
 logger = logging.getLogger(__name__)
@@ -288,7 +289,33 @@ def plot_curves(curves: Mapping[str, list[list[tuple[int, float]]]], path: Path)
     plt.close(fig)
 
 
-def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str) -> str:
+HEADROOM_ROWS = (
+    ("SFT's descriptions", "model"),
+    ("the reference descriptions", "reference"),
+    ("the empty text, R1(I, \"\")", "empty"),
+    ("another clip's reference description", "other_clip"),
+    ("per clip, the best of the train descriptions", "best_train_description"),
+    ("share of clips whose best train description is their own reference", "best_is_reference"),
+    ("share of clips where SFT's description is wrong and CLIP prefers the reference", "prefers_reference"),
+)
+
+
+def render_headroom(headroom: Sequence[Mapping]) -> list[str]:
+    """What R1 can pay stage 1 for (:mod:`evaluate.r1_headroom` on each seed's SFT val answers)."""
+    lines = ["## What R1 can pay stage 1 for (`evaluate/r1_headroom.py`, each seed's SFT model, val)", "",
+             "| CLIP cosine of | mean [range] over seeds |", "|---|---|"]
+    for label, key in HEADROOM_ROWS:
+        values = [h[key] for h in headroom if h.get(key) is not None]
+        lines.append(f"| {label} | {Spread(values) if values else 'n/a'} |")
+    differs = Spread([h["model_differs"] for h in headroom])
+    lines += ["", f"SFT's description differs from the reference on {differs.mean:.0f} of {headroom[0]['clips']} val "
+              "clips on average. Stage 1 can raise R1 honestly only where CLIP prefers the true description "
+              "to the model's wrong one; where that share is near or below one half, a description R1 likes "
+              "more is no truer, and the room above SFT is CLIP's own error.", ""]
+    return lines
+
+
+def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str, headroom=()) -> str:
     lines = [
         "# RL learning record", "",
         f"Made by `{command}` on the synthetic world and the tiny models of `make demo` (2 CPU cores). "
@@ -312,7 +339,10 @@ def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str)
             lines.append(f"| {run.name} | {run.start} | {before} | {after} | {reference} |")
     lines += ["", "Reference answers: the dataset's own answers for the val clips (the truthful, complete answer, "
               "the top of R2 and R3; for R1 what the true description scores)."]
-    lines += ["", f"![R1 on val against steps]({curves_file})", "", "## The RL issue's targets", ""]
+    lines += ["", f"![R1 on val against steps]({curves_file})", ""]
+    if headroom:
+        lines += render_headroom(headroom)
+    lines += ["## The RL issue's targets", ""]
     lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in check_lines]
     return "\n".join(lines) + "\n"
 
@@ -330,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics: dict[str, list[dict]] = {run.name: [] for run in RUNS}
     rewards: dict[str, list[dict]] = {run.name: [] for run in RUNS if run.rl}
     curves: dict[str, list] = {run.name: [] for run in RUNS if run.curve}
+    headroom: list[dict] = []
     for seed in args.seeds:
         root = Path(args.work) / f"seed{seed}"
         evals = {}
@@ -337,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_dir = train(run, seed, root, args.dataset)
             evals[run.name] = evaluate(model_dir, root / "eval" / run.name, args.dataset, args.clip_model)
             metrics[run.name].append(evals[run.name])
+        headroom.append(headroom_of_predictions(root / "eval" / "sft" / "predictions.jsonl", args.dataset, "val",
+                                                args.clip_model))
         seed_rewards = own_rewards(root, evals, args.dataset)
         for name, value in seed_rewards.items():
             rewards[name].append(value)
@@ -350,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_curves({"actor-critic": curves["stage1"], "GRPO": curves["stage1_grpo"]}, curves_file)
     command = "make rl-record SEEDS=\"" + " ".join(map(str, args.seeds)) + "\""
     check_lines = checks(metrics, rewards)
-    out.write_text(render(args.seeds, metrics, rewards, curves_file.name, check_lines, command))
-    raw = {"seeds": args.seeds, "rewards": rewards, "curves": curves,
+    out.write_text(render(args.seeds, metrics, rewards, curves_file.name, check_lines, command, headroom))
+    raw = {"seeds": args.seeds, "rewards": rewards, "curves": curves, "r1_headroom": headroom,
            "metrics": {k: [{n: get(m) for n, get in METRICS} for m in v] for k, v in metrics.items()}}
     out.with_suffix(".json").write_text(json.dumps(raw, indent=2))
     print(out.read_text())

@@ -81,3 +81,16 @@ def test_a_start_far_below_the_reference_answers_must_raise_its_reward():
     lines = record.checks(_chain(), flat)
     assert _check(lines, "stage2 raises its own reward") == [False]
     assert _check(lines, "stage2 holds") == []
+
+
+def test_the_headroom_table_shows_every_figure_and_skips_an_undefined_share():
+    seeds = [{"clips": 150, "model": 0.571, "reference": 0.570, "empty": 0.358, "other_clip": 0.27,
+              "best_train_description": 0.587, "best_is_reference": 0.01, "model_differs": 70,
+              "prefers_reference": 0.4},
+             {"clips": 150, "model": 0.572, "reference": 0.570, "empty": 0.358, "other_clip": 0.26,
+              "best_train_description": 0.588, "best_is_reference": 0.02, "model_differs": 0,
+              "prefers_reference": None}]
+    text = "\n".join(record.render_headroom(seeds))
+    assert "| SFT's descriptions | 0.5715 [0.5710, 0.5720] |" in text
+    assert "CLIP prefers the reference | 0.4000 |" in text  # the seed with no wrong description has no share
+    assert "differs from the reference on 35 of 150" in text
