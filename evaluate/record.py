@@ -296,7 +296,7 @@ HEADROOM_ROWS = (
     ("another clip's reference description", "other_clip"),
     ("per clip, the best of the train descriptions", "best_train_description"),
     ("share of clips whose best train description is their own reference", "best_is_reference"),
-    ("share of clips where SFT's description is wrong and CLIP prefers the reference", "prefers_reference"),
+    ("among the clips where SFT's description is wrong, the share where CLIP prefers the reference", "prefers_reference"),
 )
 
 

@@ -92,5 +92,5 @@ def test_the_headroom_table_shows_every_figure_and_skips_an_undefined_share():
               "prefers_reference": None}]
     text = "\n".join(record.render_headroom(seeds))
     assert "| SFT's descriptions | 0.5715 [0.5710, 0.5720] |" in text
-    assert "CLIP prefers the reference | 0.4000 |" in text  # the seed with no wrong description has no share
+    assert "the share where CLIP prefers the reference | 0.4000 |" in text  # the seed with no wrong description has no share
     assert "differs from the reference on 35 of 150" in text
