@@ -86,14 +86,12 @@ def r1_headroom(scorer: Any, ids: Sequence[Any], frames: Sequence[Any], model_de
 def headroom_of_predictions(predictions: str | Path, dataset: str, split: str, clip_model: str,
                             pretrained: str | None = None) -> dict:
     """:func:`r1_headroom` of a ``make eval`` predictions file against its dataset split."""
-    from datasets import load_from_disk
-
+    from evaluate.generate import load_eval_split
     from rewards.clip_alignment import get_scorer
 
     with open(predictions, encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle]
-    data = load_from_disk(dataset)
-    evaluated = data[split]
+    evaluated = load_eval_split(dataset, split)
     position = {clip_id: i for i, clip_id in enumerate(evaluated[ID_COLUMN])}
     missing = [row["id"] for row in rows if row["id"] not in position]
     if missing:
@@ -102,7 +100,7 @@ def headroom_of_predictions(predictions: str | Path, dataset: str, split: str, c
     scorer = get_scorer(clip_model, pretrained)
     return r1_headroom(scorer, picked[ID_COLUMN], picked[FRAMES_COLUMN],
                        [row["parsed"]["description"] or "" for row in rows], picked[DESCRIPTION_COLUMN],
-                       data["train"][DESCRIPTION_COLUMN])
+                       load_eval_split(dataset, "train")[DESCRIPTION_COLUMN])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

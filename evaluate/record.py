@@ -238,9 +238,7 @@ def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]])
                     f"{paired(before, after)})")
         references = [r["reference"] for r in rewards[stage] if "reference" in r]
         top = sum(references) / len(references) if references else None
-        if top is not None and before.mean >= top - HOLD_MARGIN and gain > noise:
-            out.append((True, f"{stage} raises its own reward on val: {measured}"))
-        elif top is not None and before.mean >= top - HOLD_MARGIN:
+        if top is not None and before.mean >= top - HOLD_MARGIN and gain <= noise:  # may hold instead
             out.append((gain >= -noise, f"{stage} holds its own reward on val, its start being within {HOLD_MARGIN} "
                                         f"of the reference answers' {top:.4f} or above: {measured}"))
         else:
