@@ -18,6 +18,7 @@ the warning. Two cases meet it: a sample with no true and no predicted label (it
 
 from __future__ import annotations
 
+from collections import Counter
 from itertools import product
 from typing import Any, Sequence
 
@@ -105,6 +106,39 @@ def answer_metrics(
         "json_rate": float(np.mean([a.is_json for a in answers])),
         "empty_rate": float(np.mean([a.empty for a in answers])),
         "n_samples": len(answers),
+    }
+
+
+def _words(text: str | None) -> list[str]:
+    return (text or "").casefold().replace(",", " ").replace(";", " ").replace(".", " ").split()
+
+
+def description_metrics(predicted: Sequence[str | None], reference: Sequence[str]) -> dict:
+    """How true the answers' descriptions are, against the split's reference descriptions: the
+    truth-based check on stage 1, whose CLIP reward only approximates it.
+
+    - ``exact_match``: share of answers whose description has the reference's words in the
+      reference's order (case and punctuation ignored); a missing description never matches.
+    - ``word_f1``: mean over answers of the bag-of-words F1 against the reference (SQuAD's answer
+      F1), partial credit for a description that gets some details right.
+
+    Returns ``{"exact_match", "word_f1", "n_samples"}``; ``None`` values when there is nothing to
+    compare (no reference descriptions).
+    """
+    if len(predicted) != len(reference):
+        raise ValueError(f"{len(predicted)} descriptions but {len(reference)} references: they must match one to one")
+    pairs = [(_words(p), _words(r)) for p, r in zip(predicted, reference)]
+    pairs = [(p, r) for p, r in pairs if r]  # a clip without a reference description cannot be judged
+    if not pairs:
+        return {"exact_match": None, "word_f1": None, "n_samples": 0}
+    f1s = []
+    for pred, ref in pairs:
+        common = sum((Counter(pred) & Counter(ref)).values())
+        f1s.append(0.0 if common == 0 else 2 * common / (len(pred) + len(ref)))
+    return {
+        "exact_match": float(np.mean([p == r for p, r in pairs])),
+        "word_f1": float(np.mean(f1s)),
+        "n_samples": len(pairs),
     }
 
 

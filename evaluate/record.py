@@ -34,6 +34,7 @@ import yaml
 
 from core.logs import configure_logging
 from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
+from evaluate.metrics import description_metrics
 from evaluate.r1_headroom import headroom_of_predictions
 from evaluate.run import evaluate_model
 
@@ -81,6 +82,7 @@ METRICS = (
     ("expl mF1", lambda m: m["reasons"]["mf1"]),
     ("schema-valid", lambda m: m["schema_valid_rate"]),
     ("CLIP score", lambda m: m["clip_score"]),
+    ("description = reference", lambda m: m["description"]["exact_match"]),
 )
 
 
@@ -148,7 +150,12 @@ def evaluate(model_dir: Path, out: Path, dataset: str, clip: str | None, max_sam
              gallery_size: int = 12, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> dict:
     metrics_file = out / "metrics.json"
     if metrics_file.is_file():
-        return json.loads(metrics_file.read_text())
+        metrics = json.loads(metrics_file.read_text())
+        if "description" not in metrics:  # an evaluation made before the metric existed: from its answers
+            records = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+            metrics["description"] = description_metrics([r["parsed"]["description"] for r in records],
+                                                         [r["truth"]["description"] for r in records])
+        return metrics
     return evaluate_model(str(model_dir), dataset, "val", str(out), label=model_dir.name, clip_model=clip,
                           max_samples=max_samples, progress=False, gallery_size=gallery_size,
                           max_new_tokens=max_new_tokens)

@@ -110,14 +110,16 @@ def per_class_table(runs: Sequence[Mapping], group: str, baseline: Mapping | Non
 
 def quality_table(runs: Sequence[Mapping]) -> str:
     header = ["method", "decoding", "JSON found", "schema-valid JSON", "only the JSON", "empty answers",
-              "CLIP (answer)", "CLIP (reference)", "tokens", "words", "no EOS", "s/sample"]
+              "CLIP (answer)", "CLIP (reference)", "description = reference", "description word F1",
+              "tokens", "words", "no EOS", "s/sample"]
     rows = []
     for run in runs:
         generation = run.get("generation", {})
         rows.append([
             str(run.get("label", "model")), generation.get("decoding", "free"), _pct(run.get("json_rate")), _pct(run.get("schema_valid_rate")),
             _pct(run.get("clean_json_rate")), _pct(run.get("empty_rate")), _clip(run),
-            _num(run.get("clip_score_reference")), _num(run.get("output_tokens_mean"), 1),
+            _num(run.get("clip_score_reference")), _pct((run.get("description") or {}).get("exact_match")),
+            _num((run.get("description") or {}).get("word_f1")), _num(run.get("output_tokens_mean"), 1),
             _num(run.get("output_words_mean"), 1), _pct(generation.get("hit_max_new_tokens_rate")),
             _num(generation.get("seconds_per_sample"), 3),
         ])
@@ -168,7 +170,9 @@ def render_report(runs: Sequence[Mapping], baseline: Mapping | None = None,
         "CLIP: cosine between the answer's description and the clip (the normalised mean of its frame "
         "embeddings), as the clip_alignment reward computes it, averaged over the answers that have a "
         "description (n = how many); a CLIP cosine sits around 0.2-0.35 for real models, so compare with "
-        "the reference descriptions' score, not with 1. "
+        "the reference descriptions' score, not with 1. Description = reference: the answer's description "
+        "has the reference's words in order (case and punctuation aside); word F1: bag-of-words F1 against "
+        "it (evaluate/metrics.py, description_metrics): what CLIP only approximates. "
         "Tokens: generated tokens before the EOS; words: whitespace-separated; no EOS: answers cut at "
         "max_new_tokens (runaway generations)."
     )

@@ -45,7 +45,7 @@ from evaluate.generate import (
     load_eval_split,
     load_model_and_processor,
 )
-from evaluate.metrics import answer_metrics, best_constant_baseline
+from evaluate.metrics import answer_metrics, best_constant_baseline, description_metrics
 from taxonomy.answer import ParsedAnswer, parse_answer
 from taxonomy.labels import (
     ACTION_KEYS,
@@ -154,6 +154,7 @@ def score_answers(texts: Sequence[str], data: Any) -> tuple[dict, list[dict]]:
     metrics["schema_valid_rate"] = sum(valid) / len(parsed)
     metrics["clean_json_rate"] = sum(clean) / len(parsed)
     references = list(data["description"]) if "description" in data.column_names else [""] * len(parsed)
+    metrics["description"] = description_metrics([p.description for p in parsed], references)
     records = []
     for i, answer in enumerate(parsed):
         records.append({

@@ -103,6 +103,7 @@ def test_score_answers_reads_truth_in_row_order(dataset_dir):
     assert metrics["actions"]["f1_all"] == 1.0 and metrics["reasons"]["mf1"] > 0.0
     assert metrics["reasons"]["f1_all"] == 1.0
     assert metrics["schema_valid_rate"] == 1.0 and metrics["clean_json_rate"] == 1.0
+    assert metrics["description"]["exact_match"] == 1.0
     assert [r["id"] for r in records] == [c[0] for c in CLIPS]
     assert records[1]["truth"]["actions"] == ["stop"]
 
@@ -111,6 +112,7 @@ def test_score_answers_reads_truth_in_row_order(dataset_dir):
     metrics_shifted, _ = run.score_answers(shifted, data)
     assert metrics_shifted["actions"]["f1_all"] < 1.0
     assert metrics_shifted["reasons"]["f1_all"] < 0.5
+    assert metrics_shifted["description"]["exact_match"] < 1.0
 
 
 def test_schema_validity_and_clean_json():

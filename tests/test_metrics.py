@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from evaluate.metrics import answer_metrics, best_constant_baseline, label_metrics
+from evaluate.metrics import answer_metrics, best_constant_baseline, description_metrics, label_metrics
 from taxonomy.answer import format_answer, parse_answer
 from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
 
@@ -156,3 +156,36 @@ def test_best_constant_for_many_classes_beats_all_ones_and_majority():
     assert baseline["candidates_tried"] <= 22
     # a constant's mF1 is maximal for all-ones: each class's F1 depends only on its own column
     assert baseline["all_ones"]["mf1"] >= baseline["mf1"]
+
+
+# --- descriptions against the reference -------------------------------------------------------
+REFERENCE = "A three-lane road with a car close ahead; a dashed line on the left and a solid line on the right."
+
+
+def test_description_exact_match_ignores_case_and_punctuation_only():
+    same = "a three-lane road, with a car close ahead; a dashed line on the left and a solid line on the right"
+    swapped = "A three-lane road with a car close ahead; a solid line on the right and a dashed line on the left."
+    result = description_metrics([same, swapped], [REFERENCE, REFERENCE])
+    assert result["exact_match"] == pytest.approx(0.5)  # the swapped order is not the reference's sentence
+    assert result["word_f1"] == pytest.approx(1.0)  # but it has every word of it
+    assert result["n_samples"] == 2
+
+
+def test_description_one_wrong_detail_is_no_match_and_partial_credit():
+    one_wrong = REFERENCE.replace("solid", "dashed")
+    result = description_metrics([one_wrong], [REFERENCE])
+    assert result["exact_match"] == 0.0
+    words = len(REFERENCE.split())
+    assert result["word_f1"] == pytest.approx((words - 1) / words)
+
+
+def test_description_missing_or_unrelated_scores_zero():
+    result = description_metrics([None, "", "sunny beach"], [REFERENCE] * 3)
+    assert result == {"exact_match": 0.0, "word_f1": 0.0, "n_samples": 3}
+
+
+def test_description_clips_without_reference_are_not_judged():
+    assert description_metrics([REFERENCE, "anything"], [REFERENCE, ""])["n_samples"] == 1
+    assert description_metrics(["anything"], [""]) == {"exact_match": None, "word_f1": None, "n_samples": 0}
+    with pytest.raises(ValueError, match="must match one to one"):
+        description_metrics([REFERENCE], [REFERENCE, REFERENCE])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from evaluate import record
 
 
-def _metrics(act=0.8, expl=0.8, act_m=0.5, expl_m=0.5, valid=1.0, clip=0.57):
+def _metrics(act=0.8, expl=0.8, act_m=0.5, expl_m=0.5, valid=1.0, clip=0.57, description=0.5):
     return {"actions": {"f1_all": act, "mf1": act_m}, "reasons": {"f1_all": expl, "mf1": expl_m},
-            "schema_valid_rate": valid, "clip_score": clip}
+            "schema_valid_rate": valid, "clip_score": clip, "description": {"exact_match": description}}
 
 
 def _chain(**per_stage):
@@ -94,3 +96,14 @@ def test_the_headroom_table_shows_every_figure_and_skips_an_undefined_share():
     assert "| SFT's descriptions | 0.5715 [0.5710, 0.5720] |" in text
     assert "the share where CLIP prefers the reference | 0.4000 |" in text  # the seed with no wrong description has no share
     assert "differs from the reference on 35 of 150" in text
+
+
+def test_an_evaluation_made_before_the_description_metric_gets_it_from_its_answers(tmp_path):
+    from evaluate.record import evaluate
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"clip_score": 0.5}))
+    answers = [{"parsed": {"description": "A road."}, "truth": {"description": "a road"}},
+               {"parsed": {"description": None}, "truth": {"description": "A car ahead."}}]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    metrics = evaluate(tmp_path / "model", tmp_path, "unused-dataset", clip=None)
+    assert metrics["description"]["exact_match"] == 0.5 and metrics["clip_score"] == 0.5
