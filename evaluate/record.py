@@ -36,7 +36,7 @@ from core.logs import configure_logging
 from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
 from evaluate.metrics import description_metrics
 from evaluate.r1_headroom import headroom_of_predictions
-from evaluate.run import evaluate_model
+from evaluate.run import PREDICTIONS_FILE, evaluate_model
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def evaluate(model_dir: Path, out: Path, dataset: str, clip: str | None, max_sam
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         if "description" not in metrics:  # an evaluation made before the metric existed: from its answers
-            records = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+            records = _predictions(out)
             metrics["description"] = description_metrics([r["parsed"]["description"] for r in records],
                                                          [r["truth"]["description"] for r in records])
         return metrics
@@ -180,9 +180,14 @@ def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str
     return out
 
 
+def _predictions(eval_dir: Path) -> list[dict]:
+    """The per-answer records an evaluation wrote (evaluate/run.py: id, text, parsed, truth)."""
+    with open(eval_dir / PREDICTIONS_FILE, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
 def _texts(eval_dir: Path) -> list[str]:
-    with open(eval_dir / "predictions.jsonl", encoding="utf-8") as handle:
-        return [json.loads(line)["text"] for line in handle]
+    return [record["text"] for record in _predictions(eval_dir)]
 
 
 def r1_curve(run: Run, root: Path, dataset: str, clip: str) -> list[tuple[int, float]]:
@@ -373,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_dir = train(run, seed, root, args.dataset)
             evals[run.name] = evaluate(model_dir, root / "eval" / run.name, args.dataset, args.clip_model)
             metrics[run.name].append(evals[run.name])
-        headroom.append(headroom_of_predictions(root / "eval" / "sft" / "predictions.jsonl", args.dataset, "val",
+        headroom.append(headroom_of_predictions(root / "eval" / "sft" / PREDICTIONS_FILE, args.dataset, "val",
                                                 args.clip_model))
         seed_rewards = own_rewards(root, evals, args.dataset)
         for name, value in seed_rewards.items():

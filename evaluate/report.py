@@ -115,11 +115,12 @@ def quality_table(runs: Sequence[Mapping]) -> str:
     rows = []
     for run in runs:
         generation = run.get("generation", {})
+        description = run.get("description") or {}  # absent in evaluations made before the metric
         rows.append([
             str(run.get("label", "model")), generation.get("decoding", "free"), _pct(run.get("json_rate")), _pct(run.get("schema_valid_rate")),
             _pct(run.get("clean_json_rate")), _pct(run.get("empty_rate")), _clip(run),
-            _num(run.get("clip_score_reference")), _pct((run.get("description") or {}).get("exact_match")),
-            _num((run.get("description") or {}).get("word_f1")), _num(run.get("output_tokens_mean"), 1),
+            _num(run.get("clip_score_reference")), _pct(description.get("exact_match")),
+            _num(description.get("word_f1")), _num(run.get("output_tokens_mean"), 1),
             _num(run.get("output_words_mean"), 1), _pct(generation.get("hit_max_new_tokens_rate")),
             _num(generation.get("seconds_per_sample"), 3),
         ])
