@@ -8,9 +8,10 @@ budget a recipe saved with it (``do_image_splitting``, ``size.longest_edge``) is
 ``RecipeArguments``).
 
 Generation is batched with LEFT padding (decoder-only models continue from the right end of the
-prompt), greedy and bounded by ``max_new_tokens``. SmolVLM's generation prompt ends with
-"Assistant:" and no space, so answers start with a space: it is stripped here; the answer is read
-only by :func:`taxonomy.answer.parse_answer`.
+prompt), greedy (or sampled as an RL stage samples its groups: :class:`Sampling`) and bounded by
+``max_new_tokens``. SmolVLM's generation prompt ends with "Assistant:" and no space, so answers
+start with a space: it is stripped here; the answer is read only by
+:func:`taxonomy.answer.parse_answer`.
 """
 
 from __future__ import annotations
@@ -168,13 +169,34 @@ class Generated:
         self.hit_limit += other.hit_limit
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Sampled decoding, as an RL stage samples its groups (TRL's GRPOConfig fields of one name)."""
+
+    samples: int  # num_generations: answers drawn per sample
+    temperature: float
+    top_p: float
+    top_k: int  # 0: no top-k cut
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.temperature <= 0:
+            raise EvaluationError(f"sampling needs samples >= 1 and temperature > 0, got {self}")
+
+    def generate_kwargs(self) -> dict:
+        return {"do_sample": True, "num_return_sequences": self.samples, "temperature": self.temperature,
+                "top_p": self.top_p, "top_k": self.top_k}
+
+
 @torch.no_grad()
 def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
-                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, constraint: Any = None) -> Generated:
+                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, constraint: Any = None,
+                   sampling: Sampling | None = None) -> Generated:
     """Answers (stripped) for one batch: each entry of ``frame_lists`` is one sample's M frames.
 
     ``constraint``: an :class:`evaluate.constrained.ConstrainedDecoder` for grammar-constrained
-    decoding (every answer schema-valid, closed before the cap); None decodes freely."""
+    decoding (every answer schema-valid, closed before the cap); None decodes freely.
+    ``sampling``: draw ``sampling.samples`` answers per sample (consecutive in the result) as an RL
+    stage does; None decodes greedily."""
     prompts = [
         processor.apply_chat_template(image_prompt(len(frames)), add_generation_prompt=True)
         for frames in frame_lists
@@ -193,7 +215,7 @@ def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[An
         **inputs,
         logits_processor=constraint.processors(prompt_length, max_new_tokens) if constraint else None,
         max_new_tokens=max_new_tokens,
-        do_sample=False,
+        **(sampling.generate_kwargs() if sampling else {"do_sample": False}),
         eos_token_id=eos_id,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id,
     )
@@ -211,8 +233,10 @@ def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[An
 
 def generate_answers(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
                      batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                     progress: bool = True, desc: str = "generating", constraint: Any = None) -> Generated:
-    """Answers for many samples, ``batch_size`` at a time, with a progress bar (``.texts``)."""
+                     progress: bool = True, desc: str = "generating", constraint: Any = None,
+                     sampling: Sampling | None = None) -> Generated:
+    """Answers for many samples, ``batch_size`` at a time, with a progress bar (``.texts``; with
+    ``sampling``, each sample's answers consecutive)."""
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
     if max_new_tokens < 1:
@@ -220,7 +244,7 @@ def generate_answers(model: Any, processor: Any, frame_lists: Sequence[Sequence[
     result = Generated()
     with tqdm(total=len(frame_lists), desc=desc, unit="sample", disable=not progress) as bar:
         for batch in _batches(frame_lists, batch_size):
-            result.extend(generate_batch(model, processor, batch, max_new_tokens, constraint))
+            result.extend(generate_batch(model, processor, batch, max_new_tokens, constraint, sampling))
             bar.update(len(batch))
     return result
 
@@ -241,10 +265,10 @@ class _FrameColumn:
 
 def generate_for_split(model: Any, processor: Any, data: Any, batch_size: int = DEFAULT_BATCH_SIZE,
                        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True,
-                       constraint: Any = None) -> Generated:
+                       constraint: Any = None, sampling: Sampling | None = None) -> Generated:
     """Answers for every row of a prepared split (its ``frames`` column), in row order."""
     return generate_answers(model, processor, _FrameColumn(data), batch_size, max_new_tokens, progress,
-                            constraint=constraint)
+                            constraint=constraint, sampling=sampling)
 
 
 def add_model_loading_args(parser) -> None:

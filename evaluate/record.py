@@ -10,6 +10,9 @@ and writes a markdown record with plots:
   reward (its YAML's rewards and weights, scored on the greedy val answers) before and after;
 - every figure as the mean over seeds with its range [min, max];
 - R1 on val against training steps for stage 1 by actor-critic and by GRPO (checkpoints);
+- what each stage's reward can pay for: R1's headroom over SFT's descriptions
+  (:mod:`evaluate.r1_headroom`) and, per label, the signal stage 2's samples carry
+  (:mod:`evaluate.label_signal`) beside the label's F1 before and after stage 2;
 - the done-when checks of the RL issue, computed from the figures (a miss is printed as a miss).
 
 Runs already on disk (a ``config.json`` in the output folder) are reused, so an interrupted record
@@ -34,6 +37,7 @@ import yaml
 
 from core.logs import configure_logging
 from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
+from evaluate.label_signal import signal_of_model
 from evaluate.metrics import description_metrics
 from evaluate.r1_headroom import headroom_of_predictions
 from evaluate.run import PREDICTIONS_FILE, evaluate_model
@@ -52,6 +56,8 @@ HOLD_MARGIN = 0.01
 REFERENCE_COLUMN = "answer_json"
 CHECKPOINT_CLIPS = 64  # val clips scored per stage-1 checkpoint for the R1-vs-steps plot
 CURVE_POINTS = 5  # checkpoints per stage-1 run
+SIGNAL_RUN = "stage2"  # the RL run whose start model's label signal the record shows
+LABEL_SIGNAL_FILE = "label_signal.json"  # beside the start model's evaluation, so a record resumes
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,17 @@ def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str
                          "after": stage_reward(recipe, texts[run.name], data),
                          "reference": stage_reward(recipe, list(data[REFERENCE_COLUMN]), data)}
     return out
+
+
+def stage_label_signal(root: Path, dataset: str, seed: int) -> dict:
+    """:mod:`evaluate.label_signal` of ``SIGNAL_RUN``'s start model, sampled as that stage samples."""
+    run = next(r for r in RUNS if r.name == SIGNAL_RUN)
+    cache = root / "eval" / run.start / LABEL_SIGNAL_FILE
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    signal = signal_of_model(str(root / run.start), dataset, "val", run.recipe, seed=seed)
+    cache.write_text(json.dumps(signal, indent=1))
+    return signal
 
 
 def _predictions(eval_dir: Path) -> list[dict]:
@@ -325,7 +342,34 @@ def render_headroom(headroom: Sequence[Mapping]) -> list[str]:
     return lines
 
 
-def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str, headroom=()) -> str:
+def render_label_signal(signals: Sequence[Mapping], metrics: Mapping[str, list[dict]]) -> list[str]:
+    """Per label: the signal in ``SIGNAL_RUN``'s samples (mean over seeds) beside its F1 before and after."""
+    run = next(r for r in RUNS if r.name == SIGNAL_RUN)
+    lines = [f"## What {run.name}'s reward can teach, label by label (`evaluate/label_signal.py`, each seed's "
+             f"{run.start} model sampled as {run.name} samples, val)", "",
+             f"| label | val clips where true | hit rate | false-alarm rate | lift | F1 {run.start} -> {run.name} |",
+             "|---|---|---|---|---|---|"]
+
+    def mean(values, digits: int = 3) -> str:
+        values = [v for v in values if v is not None]
+        return f"{sum(values) / len(values):.{digits}f}" if values else "–"
+
+    for group in ("actions", "reasons"):
+        for name, first in signals[0][group].items():
+            rows = [signal[group][name] for signal in signals]
+            f1 = [mean(m[group]["per_class"][name] for m in metrics[key]) for key in (run.start, run.name)]
+            lines.append(f"| {name} | {first['positives']} | {mean(r['hit_rate'] for r in rows)} | "
+                         f"{mean(r['false_alarm_rate'] for r in rows)} | {mean((r['lift'] for r in rows), 1)} | "
+                         f"{f1[0]} -> {f1[1]} |")
+    lines += ["", "Hit rate: the share of a clip's sampled answers that say the label, on the clips where it is "
+              "true; false-alarm rate: the same on the other clips; lift: their ratio (– where no sample says "
+              "it on a false clip). GRPO can only move a label towards the truth where its samples find it "
+              "(hit rate above 0) more often where it is true (lift above 1); near 1 the model does not see "
+              "it in the frames, and RL on the language side cannot teach it.", ""]
+    return lines
+
+
+def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str, headroom=(), signals=()) -> str:
     lines = [
         "# RL learning record", "",
         f"Made by `{command}` on the synthetic world and the tiny models of `make demo` (2 CPU cores). "
@@ -352,6 +396,8 @@ def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str,
     lines += ["", f"![R1 on val against steps]({curves_file})", ""]
     if headroom:
         lines += render_headroom(headroom)
+    if signals:
+        lines += render_label_signal(signals, metrics)
     lines += ["## The RL issue's targets", ""]
     lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in check_lines]
     return "\n".join(lines) + "\n"
@@ -371,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rewards: dict[str, list[dict]] = {run.name: [] for run in RUNS if run.rl}
     curves: dict[str, list] = {run.name: [] for run in RUNS if run.curve}
     headroom: list[dict] = []
+    signals: list[dict] = []
     for seed in args.seeds:
         root = Path(args.work) / f"seed{seed}"
         evals = {}
@@ -380,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics[run.name].append(evals[run.name])
         headroom.append(headroom_of_predictions(root / "eval" / "sft" / PREDICTIONS_FILE, args.dataset, "val",
                                                 args.clip_model))
+        signals.append(stage_label_signal(root, args.dataset, seed))
         seed_rewards = own_rewards(root, evals, args.dataset)
         for name, value in seed_rewards.items():
             rewards[name].append(value)
@@ -393,8 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_curves({"actor-critic": curves["stage1"], "GRPO": curves["stage1_grpo"]}, curves_file)
     command = "make rl-record SEEDS=\"" + " ".join(map(str, args.seeds)) + "\""
     check_lines = checks(metrics, rewards)
-    out.write_text(render(args.seeds, metrics, rewards, curves_file.name, check_lines, command, headroom))
-    raw = {"seeds": args.seeds, "rewards": rewards, "curves": curves, "r1_headroom": headroom,
+    out.write_text(render(args.seeds, metrics, rewards, curves_file.name, check_lines, command, headroom, signals))
+    raw = {"seeds": args.seeds, "rewards": rewards, "curves": curves, "r1_headroom": headroom, "label_signal": signals,
            "metrics": {k: [{n: get(m) for n, get in METRICS} for m in v] for k, v in metrics.items()}}
     out.with_suffix(".json").write_text(json.dumps(raw, indent=2))
     print(out.read_text())

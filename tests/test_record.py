@@ -107,3 +107,34 @@ def test_an_evaluation_made_before_the_description_metric_gets_it_from_its_answe
     (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
     metrics = evaluate(tmp_path / "model", tmp_path, "unused-dataset", clip=None)
     assert metrics["description"]["exact_match"] == 0.5 and metrics["clip_score"] == 0.5
+
+
+def _per_class(left_f1):
+    return {"actions": {"per_class": {"forward": 0.8, "left": left_f1}}, "reasons": {"per_class": {"road_clear": 0.9}}}
+
+
+def test_the_label_signal_table_puts_each_label_beside_its_f1_before_and_after_its_stage():
+    row = lambda hit, fa, lift: {"positives": 11, "hit_rate": hit, "false_alarm_rate": fa, "lift": lift}
+    signals = [{"actions": {"forward": row(0.9, 0.3, 3.0), "left": row(0.1, 0.0, None)},
+                "reasons": {"road_clear": row(0.8, 0.1, 8.0)}},
+               {"actions": {"forward": row(0.7, 0.1, 7.0), "left": row(0.0, 0.0, None)},
+                "reasons": {"road_clear": row(0.6, 0.1, 6.0)}}]
+    start, stage = record.RUNS[[r.name for r in record.RUNS].index(record.SIGNAL_RUN)].start, record.SIGNAL_RUN
+    metrics = {start: [_per_class(0.0), _per_class(0.2)], stage: [_per_class(0.4), _per_class(0.2)]}
+    text = "\n".join(record.render_label_signal(signals, metrics))
+    assert "| forward | 11 | 0.800 | 0.200 | 5.0 | 0.800 -> 0.800 |" in text
+    assert "| left | 11 | 0.050 | 0.000 | – | 0.100 -> 0.300 |" in text  # no lift on any seed
+    assert "| road_clear | 11 | 0.700 | 0.100 | 7.0 | 0.900 -> 0.900 |" in text
+
+
+def test_the_label_signal_is_read_back_and_not_sampled_again(tmp_path, monkeypatch):
+    start = record.RUNS[[r.name for r in record.RUNS].index(record.SIGNAL_RUN)].start
+    cached = tmp_path / "eval" / start / record.LABEL_SIGNAL_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_text(json.dumps({"actions": {}, "reasons": {}, "clips": 3}))
+    monkeypatch.setattr(record, "signal_of_model", lambda *a, **k: pytest.fail("sampled again"))
+    assert record.stage_label_signal(tmp_path, "unused-dataset", 0)["clips"] == 3
+    cached.unlink()
+    monkeypatch.setattr(record, "signal_of_model", lambda *a, **k: {"clips": 4})
+    assert record.stage_label_signal(tmp_path, "unused-dataset", 0) == {"clips": 4}
+    assert json.loads(cached.read_text()) == {"clips": 4}
