@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -91,9 +92,12 @@ def signal_of_model(model_dir: str, dataset: str, split: str, recipe_path: str |
     import torch
     import yaml
 
-    from evaluate.generate import generate_for_split, load_eval_split, load_model_and_processor
+    from evaluate.generate import EvaluationError, generate_for_split, load_eval_split, load_model_and_processor
 
-    sampling, max_new_tokens = sampling_of_recipe(yaml.safe_load(Path(recipe_path).read_text()))
+    recipe = Path(recipe_path)
+    if not recipe.is_file():
+        raise EvaluationError(f"recipe not found: {recipe}")
+    sampling, max_new_tokens = sampling_of_recipe(yaml.safe_load(recipe.read_text()) or {})
     data = load_eval_split(dataset, split, max_samples)
     model, processor = load_model_and_processor(model_dir)
     torch.manual_seed(seed)
@@ -133,7 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     args = parser.parse_args(argv)
     configure_logging()
-    signal = signal_of_model(args.model, args.dataset, args.split, args.recipe, args.max_samples, args.seed)
+    from evaluate.generate import EvaluationError
+
+    try:
+        signal = signal_of_model(args.model, args.dataset, args.split, args.recipe, args.max_samples, args.seed)
+    except (EvaluationError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(signal, indent=1) if args.json else render(signal))
     return 0
 

@@ -105,3 +105,16 @@ def test_sampled_generation_draws_samples_per_clip_and_greedy_is_unchanged(tiny_
     assert generate_answers(model, processor, clips, max_new_tokens=6, progress=False).texts == greedy.texts
     with pytest.raises(EvaluationError, match="temperature"):
         Sampling(samples=2, temperature=0.0, top_p=1.0, top_k=0)
+
+
+def test_the_cli_names_a_missing_recipe_and_a_missing_model_before_sampling(tmp_path, small_prepared_dataset, capsys):
+    from evaluate.label_signal import main
+
+    assert main(["--model", str(tmp_path / "no-model"), "--dataset", str(small_prepared_dataset),
+                 "--recipe", str(tmp_path / "no-recipe.yaml")]) == 2
+    assert "no-recipe.yaml" in capsys.readouterr().err
+    recipe = tmp_path / "stage2.yaml"
+    recipe.write_text("num_generations: 2\ntemperature: 0.7\n")
+    assert main(["--model", str(tmp_path / "no-model"), "--dataset", str(small_prepared_dataset),
+                 "--recipe", str(recipe)]) == 2
+    assert "no-model" in capsys.readouterr().err
