@@ -56,7 +56,6 @@ HOLD_MARGIN = 0.01
 REFERENCE_COLUMN = "answer_json"
 CHECKPOINT_CLIPS = 64  # val clips scored per stage-1 checkpoint for the R1-vs-steps plot
 CURVE_POINTS = 5  # checkpoints per stage-1 run
-SIGNAL_RUN = "stage2"  # the RL run whose start model's label signal the record shows
 LABEL_SIGNAL_FILE = "label_signal.json"  # beside the start model's evaluation, so a record resumes
 
 
@@ -81,6 +80,8 @@ RUNS = (
     Run("sft_control", "recipes.sft.sft", CONTROL_RECIPE, "sft", rl=False),
 )
 CHAIN = ("sft", "stage1", "stage2", "stage3")
+# The RL run whose start model's label signal the record shows.
+SIGNAL_RUN = next(run for run in RUNS if run.name == "stage2")
 METRICS = (
     ("act F1_all", lambda m: m["actions"]["f1_all"]),
     ("expl F1_all", lambda m: m["reasons"]["f1_all"]),
@@ -188,11 +189,10 @@ def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str
 
 def stage_label_signal(root: Path, dataset: str, seed: int) -> dict:
     """:mod:`evaluate.label_signal` of ``SIGNAL_RUN``'s start model, sampled as that stage samples."""
-    run = next(r for r in RUNS if r.name == SIGNAL_RUN)
-    cache = root / "eval" / run.start / LABEL_SIGNAL_FILE
+    cache = root / "eval" / SIGNAL_RUN.start / LABEL_SIGNAL_FILE
     if cache.is_file():
         return json.loads(cache.read_text())
-    signal = signal_of_model(str(root / run.start), dataset, "val", run.recipe, seed=seed)
+    signal = signal_of_model(str(root / SIGNAL_RUN.start), dataset, "val", SIGNAL_RUN.recipe, seed=seed)
     cache.write_text(json.dumps(signal, indent=1))
     return signal
 
@@ -344,7 +344,7 @@ def render_headroom(headroom: Sequence[Mapping]) -> list[str]:
 
 def render_label_signal(signals: Sequence[Mapping], metrics: Mapping[str, list[dict]]) -> list[str]:
     """Per label: the signal in ``SIGNAL_RUN``'s samples (mean over seeds) beside its F1 before and after."""
-    run = next(r for r in RUNS if r.name == SIGNAL_RUN)
+    run = SIGNAL_RUN
     lines = [f"## What {run.name}'s reward can teach, label by label (`evaluate/label_signal.py`, each seed's "
              f"{run.start} model sampled as {run.name} samples, val)", "",
              f"| label | val clips where true | hit rate | false-alarm rate | lift | F1 {run.start} -> {run.name} |",

@@ -119,7 +119,7 @@ def test_the_label_signal_table_puts_each_label_beside_its_f1_before_and_after_i
                 "reasons": {"road_clear": row(0.8, 0.1, 8.0)}},
                {"actions": {"forward": row(0.7, 0.1, 7.0), "left": row(0.0, 0.0, None)},
                 "reasons": {"road_clear": row(0.6, 0.1, 6.0)}}]
-    start, stage = record.RUNS[[r.name for r in record.RUNS].index(record.SIGNAL_RUN)].start, record.SIGNAL_RUN
+    start, stage = record.SIGNAL_RUN.start, record.SIGNAL_RUN.name
     metrics = {start: [_per_class(0.0), _per_class(0.2)], stage: [_per_class(0.4), _per_class(0.2)]}
     text = "\n".join(record.render_label_signal(signals, metrics))
     assert "| forward | 11 | 0.800 | 0.200 | 5.0 | 0.800 -> 0.800 |" in text
@@ -128,7 +128,7 @@ def test_the_label_signal_table_puts_each_label_beside_its_f1_before_and_after_i
 
 
 def test_the_label_signal_is_read_back_and_not_sampled_again(tmp_path, monkeypatch):
-    start = record.RUNS[[r.name for r in record.RUNS].index(record.SIGNAL_RUN)].start
+    start = record.SIGNAL_RUN.start
     cached = tmp_path / "eval" / start / record.LABEL_SIGNAL_FILE
     cached.parent.mkdir(parents=True)
     cached.write_text(json.dumps({"actions": {}, "reasons": {}, "clips": 3}))
