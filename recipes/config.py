@@ -86,6 +86,15 @@ class RLRecipeArguments(RecipeArguments):
         default_factory=lambda: ["id", "actions", "reasons", "description"],
         metadata={"help": "Dataset columns handed to the reward functions (images always are)."},
     )
+    rare_label_share: float | None = field(
+        default=None,
+        metadata={"help": "Labels true on fewer than this share of the train clips are rare (None: no "
+                  "oversampling). Each train clip with a rare label appears rare_clip_repeats times."},
+    )
+    rare_clip_repeats: int = field(
+        default=1,
+        metadata={"help": "How many times a train clip with a rare label appears per epoch (1: once)."},
+    )
 
 
 def _option_names(leftovers: Sequence[str]) -> list[str]:

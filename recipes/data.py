@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from datasets import load_from_disk
 
 from core.prompt import answer_turn, image_prompt, tokens_per_sample
 from recipes.config import RecipeArguments
 from recipes.errors import RecipeError
+from taxonomy.labels import ACTION_KEYS, NUM_ACTIONS, NUM_REASONS, REASON_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +69,37 @@ def log_token_budget(processor: Any, sample: dict) -> dict[str, int]:
         budget,
     )
     return budget
+
+
+def oversample_rare_labels(data, rare_label_share: float | None, rare_clip_repeats: int):
+    """The train split with every clip that carries a rare label repeated ``rare_clip_repeats``
+    times. A label is rare when it is true on fewer than ``rare_label_share`` of the clips.
+
+    Why: GRPO learns a label only from groups whose samples disagree on it. A label true on 2-7%
+    of the clips puts such groups in few steps, and the gradient of the other clips outweighs them:
+    on the demo, stage 2 trained on the plain split said "turn left" less often afterwards on the
+    very clips it trained on, although its samples that said it scored 0.82 against 0.47
+    (BENCHMARKS.md, "Stage 2: rare labels need their clips")."""
+    if rare_label_share is not None and not 0.0 < rare_label_share <= 1.0:
+        raise RecipeError(f"rare_label_share must be in (0, 1], got {rare_label_share!r}")
+    if isinstance(rare_clip_repeats, bool) or not isinstance(rare_clip_repeats, int) or rare_clip_repeats < 1:
+        raise RecipeError(f"rare_clip_repeats must be an integer >= 1, got {rare_clip_repeats!r}")
+    if rare_label_share is None or rare_clip_repeats == 1:
+        return data
+    missing = [c for c in ("actions", "reasons") if c not in data.column_names]
+    if missing:
+        raise RecipeError(f"rare_label_share needs the label column(s) {missing} in reward_columns")
+    rows_of_labels = [[*a[:NUM_ACTIONS], *r] for a, r in zip(data["actions"], data["reasons"])]
+    labels = np.array(rows_of_labels) if len({len(row) for row in rows_of_labels}) == 1 else np.zeros(0)
+    if labels.shape != (len(data), NUM_ACTIONS + NUM_REASONS) or not np.isin(labels, (0, 1)).all():
+        raise RecipeError("rare_label_share needs 0/1 label vectors in the train split's actions and reasons "
+                          f"({NUM_ACTIONS} and {NUM_REASONS} entries); re-run `make data`")
+    share = labels.mean(axis=0)
+    rare = (share > 0) & (share < rare_label_share)  # a label no clip carries repeats nothing
+    carries_rare = labels[:, rare].any(axis=1)
+    rows = [i for i in range(len(data)) for _ in range(rare_clip_repeats if carries_rare[i] else 1)]
+    names = [name for name, is_rare in zip((*ACTION_KEYS, *REASON_KEYS), rare) if is_rare]
+    logger.info("rare labels (true on < %g of %d train clips): %s; the %d clips that carry one appear "
+                "%d times: %d rows", rare_label_share, len(data), ", ".join(names) or "none",
+                int(carries_rare.sum()), rare_clip_repeats, len(rows))
+    return data.select(rows)

@@ -12,7 +12,7 @@ from trl import GRPOTrainer
 from recipes.checkpoints import resolve_resume
 from recipes.cli import setup_logging
 from recipes.config import RLRecipeArguments, apply_precision, recipe_as_dict
-from recipes.data import load_split, log_token_budget
+from recipes.data import load_split, log_token_budget, oversample_rare_labels
 from recipes.errors import RecipeError
 from recipes.model_loading import configure_vision_tower, load_model, load_processor, lora_config
 from recipes.saving import save_stage
@@ -57,6 +57,7 @@ def run_rl_stage(recipe: RLRecipeArguments, training_args: Any, model_args: Any,
     optimizer = configure_vision_tower(model, recipe, training_args, model_args.use_peft)
     reward_funcs = build_rewards(recipe, training_args)
     train = load_split(recipe, recipe.train_split, recipe.max_train_samples, recipe.reward_columns)
+    train = oversample_rare_labels(train, recipe.rare_label_share, recipe.rare_clip_repeats)
     evaluation = load_split(recipe, recipe.eval_split, recipe.max_eval_samples, recipe.reward_columns)
     log_token_budget(processor, train[0])
 
