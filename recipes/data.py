@@ -1,6 +1,6 @@
 """A stage's data: one split of the prepared dataset (``make data``) in the conversational form TRL
-wants (``images``, the prompt-free user turn, and for SFT the answer turn), and what one sample
-costs in tokens."""
+wants (``images``, the prompt-free user turn, and for SFT the answer turn), what one sample costs
+in tokens, and for RL the train split with the clips of rare labels repeated."""
 
 from __future__ import annotations
 
