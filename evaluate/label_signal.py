@@ -32,9 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.logs import configure_logging
-from evaluate.metrics import as_label_matrix
 from taxonomy.answer import parse_answer
-from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
+from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, as_label_matrix, reasons_to_vector
 
 # The recipe fields that say how a stage samples, and their GRPOConfig names.
 SAMPLING_FIELDS = ("num_generations", "temperature", "top_p", "top_k", "max_completion_length")

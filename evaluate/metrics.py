@@ -26,35 +26,13 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from taxonomy.answer import ParsedAnswer, parse_answer
-from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
+from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, as_label_matrix, reasons_to_vector
 
 # The official script's value for an ill-defined F1 (scikit-learn's default behaviour, made explicit).
 ZERO_DIVISION = 0.0
 # Up to this many classes, best_constant_baseline tries every constant 0/1 vector (2**K of them);
 # above it, the K "top-k most frequent classes" vectors (21 reasons would be 2 million vectors).
 EXHAUSTIVE_MAX_CLASSES = 10
-
-
-def as_label_matrix(values: Any, name: str, num_classes: int | None = None) -> np.ndarray:
-    """A (N, K) int array of 0/1 labels, or a ValueError that names ``name`` and the problem."""
-    try:
-        array = np.asarray(values)
-    except (ValueError, TypeError) as err:  # ragged lists
-        raise ValueError(f"{name}: not a rectangular (N, K) array of 0/1 labels ({err})") from err
-    if array.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D (N, K) array of 0/1 labels, got shape {array.shape}")
-    if array.shape[0] == 0:
-        raise ValueError(f"{name}: no samples (shape {array.shape})")
-    if num_classes is not None and array.shape[1] != num_classes:
-        raise ValueError(f"{name}: expected {num_classes} classes (columns), got {array.shape[1]}")
-    if array.dtype == bool:
-        return array.astype(int)
-    if not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name}: labels must be numbers 0/1, got dtype {array.dtype}")
-    if not np.isin(array, (0, 1)).all():
-        bad = array[~np.isin(array, (0, 1))].ravel()[:5].tolist()
-        raise ValueError(f"{name}: labels must be 0 or 1 (threshold scores first); found {bad}")
-    return array.astype(int)
 
 
 def label_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict:

@@ -14,7 +14,7 @@ from datasets import load_from_disk
 from core.prompt import answer_turn, image_prompt, tokens_per_sample
 from recipes.config import RecipeArguments
 from recipes.errors import RecipeError
-from taxonomy.labels import ACTION_KEYS, NUM_ACTIONS, NUM_REASONS, REASON_KEYS
+from taxonomy.labels import ACTION_KEYS, NUM_ACTIONS, NUM_REASONS, REASON_KEYS, as_label_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def oversample_rare_labels(data, rare_label_share: float | None, rare_clip_repea
     Why: GRPO learns a label only from groups whose samples disagree on it. A label true on 2-7%
     of the clips puts such groups in few steps, and the gradient of the other clips outweighs them:
     on the demo, stage 2 trained on the plain split said "turn left" less often afterwards on the
-    very clips it trained on, although its samples that said it scored 0.82 against 0.47
-    (BENCHMARKS.md, "Stage 2: rare labels need their clips")."""
+    very clips it trained on, although its samples that said it scored R2 0.885 against 0.493
+    (BENCHMARKS.md, "Fifth sweep")."""
     if rare_label_share is not None and not 0.0 < rare_label_share <= 1.0:
         raise RecipeError(f"rare_label_share must be in (0, 1], got {rare_label_share!r}")
     if isinstance(rare_clip_repeats, bool) or not isinstance(rare_clip_repeats, int) or rare_clip_repeats < 1:
@@ -89,11 +89,12 @@ def oversample_rare_labels(data, rare_label_share: float | None, rare_clip_repea
     missing = [c for c in ("actions", "reasons") if c not in data.column_names]
     if missing:
         raise RecipeError(f"rare_label_share needs the label column(s) {missing} in reward_columns")
-    rows_of_labels = [[*a[:NUM_ACTIONS], *r] for a, r in zip(data["actions"], data["reasons"])]
-    labels = np.array(rows_of_labels) if len({len(row) for row in rows_of_labels}) == 1 else np.zeros(0)
-    if labels.shape != (len(data), NUM_ACTIONS + NUM_REASONS) or not np.isin(labels, (0, 1)).all():
-        raise RecipeError("rare_label_share needs 0/1 label vectors in the train split's actions and reasons "
-                          f"({NUM_ACTIONS} and {NUM_REASONS} entries); re-run `make data`")
+    try:  # BDD-OIA's actions may carry a 5th "confuse" entry, which is no action
+        actions = as_label_matrix([row[:NUM_ACTIONS] for row in data["actions"]], "actions", NUM_ACTIONS)
+        labels = np.concatenate([actions, as_label_matrix(data["reasons"], "reasons", NUM_REASONS)], axis=1)
+    except ValueError as err:
+        raise RecipeError(f"rare_label_share needs 0/1 label vectors in the train split ({err}); "
+                          "re-run `make data`") from None
     share = labels.mean(axis=0)
     rare = (share > 0) & (share < rare_label_share)  # a label no clip carries repeats nothing
     carries_rare = labels[:, rare].any(axis=1)

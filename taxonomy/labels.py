@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,28 @@ def actions_from_vector(vector: Sequence[int]) -> list[str]:
 def actions_to_vector(keys: Iterable[str]) -> list[int]:
     wanted = set(keys)
     return [int(k in wanted) for k in ACTION_KEYS]
+
+
+def as_label_matrix(values: Any, name: str, num_classes: int | None = None) -> np.ndarray:
+    """A (N, K) int array of 0/1 labels, or a ValueError that names ``name`` and the problem."""
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as err:  # ragged lists
+        raise ValueError(f"{name}: not a rectangular (N, K) array of 0/1 labels ({err})") from err
+    if array.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D (N, K) array of 0/1 labels, got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name}: no samples (shape {array.shape})")
+    if num_classes is not None and array.shape[1] != num_classes:
+        raise ValueError(f"{name}: expected {num_classes} classes (columns), got {array.shape[1]}")
+    if array.dtype == bool:
+        return array.astype(int)
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name}: labels must be numbers 0/1, got dtype {array.dtype}")
+    if not np.isin(array, (0, 1)).all():
+        bad = array[~np.isin(array, (0, 1))].ravel()[:5].tolist()
+        raise ValueError(f"{name}: labels must be 0 or 1 (threshold scores first); found {bad}")
+    return array.astype(int)
 
 
 def inconsistent_reasons(actions: Iterable[str], reasons: Iterable[str]) -> list[str]:
