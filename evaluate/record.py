@@ -4,7 +4,7 @@ For every seed it trains the demo chain (sft -> stage1 -> stage2 -> stage3, each
 before), stage 1 a second time by critic-free GRPO (same reward, budget and seed: actor-critic vs
 GRPO), and a control (SFT continued from the SFT model for as many clips as the RL stages see);
 then evaluates every model greedily on the val split (never test: nothing here selects on test)
-and writes a markdown record with plots:
+and, with ``--holdout``, on a second, larger held-out world, and writes a markdown record with plots:
 
 - per model: act/expl F1_all and mF1, schema-valid share, CLIP score, and each RL stage's own
   reward (its YAML's rewards and weights, scored on the greedy val answers) before and after;
@@ -13,7 +13,13 @@ and writes a markdown record with plots:
 - what each stage's reward can pay for: R1's headroom over SFT's descriptions
   (:mod:`evaluate.r1_headroom`) and, per label, the signal stage 2's samples carry
   (:mod:`evaluate.label_signal`) beside the label's F1 before and after stage 2;
-- the done-when checks of the RL issue, computed from the figures (a miss is printed as a miss).
+- the done-when checks of the RL issue, computed from the figures (a miss is printed as a miss),
+  once per evaluation set.
+
+Why a held-out world: the demo's val split has 150 clips, where one answer's flip moves act F1_all
+by about 0.007 and three seeds' SFT models span 0.026, as wide as anything RL does. ``make
+rl-record`` also writes a world of 1,000 clips from another world seed that no model trains on
+(every clip in its val split) and scores every model there too; no setting is chosen on it.
 
 Runs already on disk (a ``config.json`` in the output folder) are reused, so an interrupted record
 resumes. The demo's dataset and tiny models must exist (``make demo``, or the Makefile target
@@ -57,6 +63,16 @@ REFERENCE_COLUMN = "answer_json"
 CHECKPOINT_CLIPS = 64  # val clips scored per stage-1 checkpoint for the R1-vs-steps plot
 CURVE_POINTS = 5  # checkpoints per stage-1 run
 LABEL_SIGNAL_FILE = "label_signal.json"  # beside the start model's evaluation, so a record resumes
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A split the record scores every model on: the demo's val, or a held-out world's."""
+
+    name: str  # as the record names it
+    dataset: str
+    split: str
+    folder: str  # each seed's evaluations go to <seed root>/<folder>/<run name>
 
 
 @dataclass(frozen=True)
@@ -154,7 +170,7 @@ def stage_reward(recipe: Mapping[str, Any], texts: Sequence[str], data: Any) -> 
 
 
 def evaluate(model_dir: Path, out: Path, dataset: str, clip: str | None, max_samples: int | None = None,
-             gallery_size: int = 12, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> dict:
+             gallery_size: int = 12, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, split: str = "val") -> dict:
     metrics_file = out / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
@@ -163,19 +179,19 @@ def evaluate(model_dir: Path, out: Path, dataset: str, clip: str | None, max_sam
             metrics["description"] = description_metrics([r["parsed"]["description"] for r in records],
                                                          [r["truth"]["description"] for r in records])
         return metrics
-    return evaluate_model(str(model_dir), dataset, "val", str(out), label=model_dir.name, clip_model=clip,
+    return evaluate_model(str(model_dir), dataset, split, str(out), label=model_dir.name, clip_model=clip,
                           max_samples=max_samples, progress=False, gallery_size=gallery_size,
                           max_new_tokens=max_new_tokens)
 
 
-def own_rewards(root: Path, evals: Mapping[str, dict], dataset: str) -> dict[str, dict[str, float]]:
-    """Per RL run: its own reward on the greedy val answers of its start model and of itself, and on
-    the dataset's reference answers (the truthful, complete answer: the top of R2 and R3; for R1,
-    what the true description scores, the most a truthful description is owed)."""
+def own_rewards(eval_root: Path, dataset: str, split: str = "val") -> dict[str, dict[str, float]]:
+    """Per RL run: its own reward on the greedy answers (under ``eval_root``) of its start model and
+    of itself, and on the dataset's reference answers (the truthful, complete answer: the top of R2
+    and R3; for R1, what the true description scores, the most a truthful description is owed)."""
     from evaluate.generate import load_eval_split
 
-    data = load_eval_split(dataset, "val", None)
-    texts = {name: _texts(root / "eval" / name) for name in evals}
+    data = load_eval_split(dataset, split, None)
+    texts = {run.name: _texts(eval_root / run.name) for run in RUNS}
     out = {}
     for run in RUNS:
         if not run.rl:
@@ -256,8 +272,9 @@ def paired(before: Spread, after: Spread) -> str:
     return " / ".join(f"{a - b:+.4f}" for b, a in zip(before.values, after.values))
 
 
-def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]]) -> list[tuple[bool, str]]:
-    """The issue's done-when lines, each (met, what was measured)."""
+def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]],
+           where: str = "val") -> list[tuple[bool, str]]:
+    """The issue's done-when lines, each (met, what was measured), on the evaluation set ``where``."""
     out = []
     for stage in CHAIN[1:]:
         before = Spread([r["before"] for r in rewards[stage]])
@@ -268,10 +285,10 @@ def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]])
         references = [r["reference"] for r in rewards[stage] if "reference" in r]
         top = sum(references) / len(references) if references else None
         if top is not None and before.mean >= top - HOLD_MARGIN and gain <= noise:  # may hold instead
-            out.append((gain >= -noise, f"{stage} holds its own reward on val, its start being within {HOLD_MARGIN} "
+            out.append((gain >= -noise, f"{stage} holds its own reward on {where}, its start being within {HOLD_MARGIN} "
                                         f"of the reference answers' {top:.4f} or above: {measured}"))
         else:
-            out.append((gain > noise, f"{stage} raises its own reward on val: {measured}"))
+            out.append((gain > noise, f"{stage} raises its own reward on {where}: {measured}"))
     for previous, stage in zip(CHAIN, CHAIN[1:]):
         for name, get in METRICS[:2]:
             drop = spread(metrics[previous], get).mean - spread(metrics[stage], get).mean
@@ -290,7 +307,7 @@ def checks(metrics: Mapping[str, list[dict]], rewards: Mapping[str, list[dict]])
     valid = spread(metrics[final], METRICS[4][1])
     out.append((min(valid.values) >= SCHEMA_VALID_TARGET, f"{final} schema-valid >= {SCHEMA_VALID_TARGET:.0%}: {valid}"))
     a, b = spread(metrics["stage1"], METRICS[5][1]), spread(metrics["sft"], METRICS[5][1])
-    out.append((a.mean > b.mean, f"stage1 CLIP score above sft's (val): {b} -> {a}"))
+    out.append((a.mean > b.mean, f"stage1 CLIP score above sft's ({where}): {b} -> {a}"))
     return out
 
 
@@ -369,38 +386,61 @@ def render_label_signal(signals: Sequence[Mapping], metrics: Mapping[str, list[d
     return lines
 
 
-def render(seeds, metrics, rewards, curves_file: str, check_lines, command: str, headroom=(), signals=()) -> str:
-    lines = [
-        "# RL learning record", "",
-        f"Made by `{command}` on the synthetic world and the tiny models of `make demo` (2 CPU cores). "
-        "Every figure: greedy decoding on the val split (150 clips), mean over seeds "
-        f"{', '.join(map(str, seeds))} with the range [min, max]. Nothing here is selected on test.", "",
-        "## Every model", "",
-        "| model | " + " | ".join(name for name, _ in METRICS) + " |",
-        "|---" * (len(METRICS) + 1) + "|",
-    ]
+@dataclass
+class Scores:
+    """What the record measured on one evaluation set: per run, one entry per seed."""
+
+    evalset: EvalSet
+    clips: int
+    metrics: dict[str, list[dict]]
+    rewards: dict[str, list[dict]]
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return checks(self.metrics, self.rewards, self.evalset.name)
+
+
+def render_scores(scores: Scores) -> list[str]:
+    """The every-model table and the own-reward table on one evaluation set."""
+    where = f"{scores.evalset.name}, {scores.clips} clips"
+    lines = [f"## Every model ({where})", "",
+             "| model | " + " | ".join(name for name, _ in METRICS) + " |",
+             "|---" * (len(METRICS) + 1) + "|"]
     for run in RUNS:
-        row = [str(spread(metrics[run.name], get)) for _, get in METRICS]
+        row = [str(spread(scores.metrics[run.name], get)) for _, get in METRICS]
         lines.append(f"| {run.name} | " + " | ".join(row) + " |")
-    lines += ["", "`stage1_grpo`: stage 1 trained by critic-free GRPO (same reward, steps and seeds) instead of "
-              "the actor-critic; `sft_control`: the SFT model trained further by SFT on as many clips as the "
-              "three RL stages see.", "",
-              "## Each RL stage's own reward (its YAML's rewards and weights, on the greedy val answers)", "",
+    lines += ["", f"## Each RL stage's own reward ({where}; its YAML's rewards and weights, on the greedy answers)", "",
               "| stage | starts from | before | after | reference answers |", "|---|---|---|---|---|"]
     for run in RUNS:
         if run.rl:
-            before, after, reference = (Spread([r[key] for r in rewards[run.name]]) for key in ("before", "after", "reference"))
+            before, after, reference = (Spread([r[key] for r in scores.rewards[run.name]])
+                                        for key in ("before", "after", "reference"))
             lines.append(f"| {run.name} | {run.start} | {before} | {after} | {reference} |")
-    lines += ["", "Reference answers: the dataset's own answers for the val clips (the truthful, complete answer, "
-              "the top of R2 and R3; for R1 what the true description scores)."]
+    return lines + [""]
+
+
+def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, headroom=(), signals=()) -> str:
+    sets = " and ".join(f"{s.evalset.name} ({s.clips} clips)" for s in scores)
+    lines = [
+        "# RL learning record", "",
+        f"Made by `{command}` on the synthetic world and the tiny models of `make demo` (2 CPU cores). "
+        f"Every figure: greedy decoding on {sets}, mean over seeds {', '.join(map(str, seeds))} with the "
+        f"range [min, max]. Nothing here is selected on test{' or on the held-out world' if len(scores) > 1 else ''}.", "",
+    ]
+    for score in scores:
+        lines += render_scores(score)
+    lines += ["`stage1_grpo`: stage 1 trained by critic-free GRPO (same reward, steps and seeds) instead of "
+              "the actor-critic; `sft_control`: the SFT model trained further by SFT on as many clips as the "
+              "three RL stages see. Reference answers: the dataset's own answers (the truthful, complete "
+              "answer, the top of R2 and R3; for R1 what the true description scores)."]
     lines += ["", f"![R1 on val against steps]({curves_file})", ""]
     if headroom:
         lines += render_headroom(headroom)
     if signals:
-        lines += render_label_signal(signals, metrics)
-    lines += ["## The RL issue's targets", ""]
-    lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in check_lines]
-    return "\n".join(lines) + "\n"
+        lines += render_label_signal(signals, scores[0].metrics)
+    for score in scores:
+        lines += [f"## The RL issue's targets on {score.evalset.name} ({score.clips} clips)", ""]
+        lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in score.checks()] + [""]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -408,29 +448,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work", default="work/record", help="where the runs and evaluations go")
     parser.add_argument("--dataset", default=DEFAULT_DATASET)
+    parser.add_argument("--holdout", default=None,
+                        help="a prepared DatasetDict of another world no model trains on: every model is scored "
+                             "on its --holdout-split too, and the targets are checked there as well")
+    parser.add_argument("--holdout-split", default="val")
     parser.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score (R1's model)")
     parser.add_argument("--out", default="records/rl_record.md")
     args = parser.parse_args(argv)
     configure_logging()
 
-    metrics: dict[str, list[dict]] = {run.name: [] for run in RUNS}
-    rewards: dict[str, list[dict]] = {run.name: [] for run in RUNS if run.rl}
+    evalsets = [EvalSet("val", args.dataset, "val", "eval")]
+    if args.holdout:
+        evalsets.append(EvalSet("the held-out world", args.holdout, args.holdout_split, "eval-holdout"))
+    scores = [Scores(e, 0, {run.name: [] for run in RUNS}, {run.name: [] for run in RUNS if run.rl}) for e in evalsets]
     curves: dict[str, list] = {run.name: [] for run in RUNS if run.curve}
     headroom: list[dict] = []
     signals: list[dict] = []
     for seed in args.seeds:
         root = Path(args.work) / f"seed{seed}"
-        evals = {}
         for run in RUNS:
             model_dir = train(run, seed, root, args.dataset)
-            evals[run.name] = evaluate(model_dir, root / "eval" / run.name, args.dataset, args.clip_model)
-            metrics[run.name].append(evals[run.name])
+            for score in scores:
+                e = score.evalset
+                score.metrics[run.name].append(evaluate(model_dir, root / e.folder / run.name, e.dataset,
+                                                        args.clip_model, split=e.split))
+        for score in scores:
+            e = score.evalset
+            score.clips = score.metrics["sft"][-1]["actions"]["n_samples"]
+            for name, value in own_rewards(root / e.folder, e.dataset, e.split).items():
+                score.rewards[name].append(value)
         headroom.append(headroom_of_predictions(root / "eval" / "sft" / PREDICTIONS_FILE, args.dataset, "val",
                                                 args.clip_model))
         signals.append(stage_label_signal(root, args.dataset, seed))
-        seed_rewards = own_rewards(root, evals, args.dataset)
-        for name, value in seed_rewards.items():
-            rewards[name].append(value)
         for run in RUNS:
             if run.curve:
                 curves[run.name].append(r1_curve(run, root, args.dataset, args.clip_model))
@@ -440,10 +489,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     curves_file = out.with_suffix(".r1_curve.png")
     plot_curves({"actor-critic": curves["stage1"], "GRPO": curves["stage1_grpo"]}, curves_file)
     command = "make rl-record SEEDS=\"" + " ".join(map(str, args.seeds)) + "\""
-    check_lines = checks(metrics, rewards)
-    out.write_text(render(args.seeds, metrics, rewards, curves_file.name, check_lines, command, headroom, signals))
-    raw = {"seeds": args.seeds, "rewards": rewards, "curves": curves, "r1_headroom": headroom, "label_signal": signals,
-           "metrics": {k: [{n: get(m) for n, get in METRICS} for m in v] for k, v in metrics.items()}}
+    out.write_text(render(args.seeds, scores, curves_file.name, command, headroom, signals))
+    raw = {"seeds": args.seeds, "curves": curves, "r1_headroom": headroom, "label_signal": signals,
+           "sets": {s.evalset.name: {"dataset": s.evalset.dataset, "split": s.evalset.split, "clips": s.clips,
+                                     "rewards": s.rewards,
+                                     "metrics": {k: [{n: get(m) for n, get in METRICS} for m in v]
+                                                 for k, v in s.metrics.items()}}
+                    for s in scores}}
     out.with_suffix(".json").write_text(json.dumps(raw, indent=2))
     print(out.read_text())
     return 0

@@ -138,3 +138,55 @@ def test_the_label_signal_is_read_back_and_not_sampled_again(tmp_path, monkeypat
     monkeypatch.setattr(record, "signal_of_model", lambda *a, **k: {"clips": 4})
     assert record.stage_label_signal(tmp_path, "unused-dataset", 0) == {"clips": 4}
     assert json.loads(cached.read_text()) == {"clips": 4}
+
+
+def _no_side_tables(monkeypatch):
+    """The record's val-only tables (R1 headroom, label signal, R1 curve), faked: those tests are above."""
+    monkeypatch.setattr(record, "headroom_of_predictions", lambda *a, **k: {"model_differs": 1, "clips": 5})
+    monkeypatch.setattr(record, "stage_label_signal", lambda *a, **k: {"actions": {}, "reasons": {}})
+    monkeypatch.setattr(record, "r1_curve", lambda *a, **k: [(0, 0.5)])
+    monkeypatch.setattr(record, "plot_curves", lambda *a, **k: None)
+
+
+def test_with_a_held_out_world_every_model_is_scored_and_checked_there_too(tmp_path, monkeypatch):
+    scored = []
+
+    def fake_evaluate(model_dir, out, dataset, clip, max_samples=None, gallery_size=12, split="val", **_):
+        scored.append((model_dir.name, out.parent.name, dataset, split))
+        act = 0.9 if dataset == "world2" else 0.8  # the held-out world's figures differ from val's
+        return {**_metrics(act=act), "actions": {"f1_all": act, "mf1": 0.5, "n_samples": 7 if dataset == "world2" else 5}}
+
+    def fake_rewards(eval_root, dataset, split="val"):
+        return {run.name: {"before": 0.5, "after": 0.7 if dataset == "world2" else 0.5, "reference": 1.0}
+                for run in record.RUNS if run.rl}
+
+    monkeypatch.setattr(record, "train", lambda run, seed, root, dataset: root / run.name)
+    monkeypatch.setattr(record, "evaluate", fake_evaluate)
+    monkeypatch.setattr(record, "own_rewards", fake_rewards)
+    _no_side_tables(monkeypatch)
+    out = tmp_path / "record.md"
+    record.main(["--seeds", "0", "1", "--work", str(tmp_path), "--dataset", "demo", "--holdout", "world2",
+                 "--holdout-split", "heldout", "--out", str(out)])
+
+    for run in record.RUNS:  # each model, each seed, on both sets, each set in its own folder
+        assert scored.count((run.name, "eval", "demo", "val")) == 2
+        assert scored.count((run.name, "eval-holdout", "world2", "heldout")) == 2
+    text = out.read_text()
+    assert "## Every model (val, 5 clips)" in text and "## Every model (the held-out world, 7 clips)" in text
+    assert "- **missed**: stage2 raises its own reward on val:" in text
+    assert "- met: stage2 raises its own reward on the held-out world:" in text
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert raw["sets"]["the held-out world"]["metrics"]["sft"][0]["act F1_all"] == 0.9
+    assert raw["sets"]["val"]["clips"] == 5
+
+
+def test_without_a_held_out_world_the_record_scores_val_alone(tmp_path, monkeypatch):
+    scored = []
+    monkeypatch.setattr(record, "train", lambda run, seed, root, dataset: root / run.name)
+    monkeypatch.setattr(record, "evaluate", lambda model_dir, out, dataset, clip, split="val", **_:
+                        scored.append(dataset) or {**_metrics(), "actions": {"f1_all": 0.8, "mf1": 0.5, "n_samples": 5}})
+    monkeypatch.setattr(record, "own_rewards", lambda *a, **k: {run.name: {"before": 0.5, "after": 0.5, "reference": 1.0}
+                                                                 for run in record.RUNS if run.rl})
+    _no_side_tables(monkeypatch)
+    record.main(["--seeds", "0", "--work", str(tmp_path), "--dataset", "demo", "--out", str(tmp_path / "r.md")])
+    assert set(scored) == {"demo"} and "held-out" not in (tmp_path / "r.md").read_text()
