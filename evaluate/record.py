@@ -13,6 +13,7 @@ and, with ``--holdout``, on a second, larger held-out world, and writes a markdo
 - what each stage's reward can pay for: R1's headroom over SFT's descriptions
   (:mod:`evaluate.r1_headroom`) and, per label, the signal stage 2's samples carry
   (:mod:`evaluate.label_signal`) beside the label's F1 before and after stage 2;
+- every model's F1 per label on the largest evaluation set (which labels each stage moves);
 - the done-when checks of the RL issue, computed from the figures (a miss is printed as a miss),
   once per evaluation set.
 
@@ -418,6 +419,19 @@ def render_scores(scores: Scores) -> list[str]:
     return lines + [""]
 
 
+def render_per_label(scores: Scores) -> list[str]:
+    """Per label, every model's F1 on one evaluation set (mean over seeds): which labels each stage moves."""
+    lines = [f"## F1 per label ({scores.evalset.name}, {scores.clips} clips, mean over seeds)", "",
+             "| label | " + " | ".join(run.name for run in RUNS) + " |", "|---" * (len(RUNS) + 1) + "|"]
+    first = scores.metrics[RUNS[0].name][0]
+    for group in ("actions", "reasons"):
+        for label in first[group]["per_class"]:
+            means = [sum(m[group]["per_class"][label] for m in scores.metrics[run.name]) / len(scores.metrics[run.name])
+                     for run in RUNS]
+            lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
+    return lines + [""]
+
+
 def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, headroom=(), signals=()) -> str:
     sets = " and ".join(f"{s.evalset.name} ({s.clips} clips)" for s in scores)
     lines = [
@@ -437,6 +451,7 @@ def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, head
         lines += render_headroom(headroom)
     if signals:
         lines += render_label_signal(signals, scores[0].metrics)
+    lines += render_per_label(scores[-1])  # the largest set: the held-out world where there is one
     for score in scores:
         lines += [f"## The RL issue's targets on {score.evalset.name} ({score.clips} clips)", ""]
         lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in score.checks()] + [""]

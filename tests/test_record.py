@@ -10,7 +10,8 @@ from evaluate import record
 
 
 def _metrics(act=0.8, expl=0.8, act_m=0.5, expl_m=0.5, valid=1.0, clip=0.57, description=0.5):
-    return {"actions": {"f1_all": act, "mf1": act_m}, "reasons": {"f1_all": expl, "mf1": expl_m},
+    return {"actions": {"f1_all": act, "mf1": act_m, "per_class": {"forward": act}},
+            "reasons": {"f1_all": expl, "mf1": expl_m, "per_class": {"road_clear": expl}},
             "schema_valid_rate": valid, "clip_score": clip, "description": {"exact_match": description}}
 
 
@@ -154,7 +155,8 @@ def test_with_a_held_out_world_every_model_is_scored_and_checked_there_too(tmp_p
     def fake_evaluate(model_dir, out, dataset, clip, max_samples=None, gallery_size=12, split="val", **_):
         scored.append((model_dir.name, out.parent.name, dataset, split))
         act = 0.9 if dataset == "world2" else 0.8  # the held-out world's figures differ from val's
-        return {**_metrics(act=act), "actions": {"f1_all": act, "mf1": 0.5, "n_samples": 7 if dataset == "world2" else 5}}
+        return {**_metrics(act=act), "actions": {"f1_all": act, "mf1": 0.5, "per_class": {"forward": act},
+                                                 "n_samples": 7 if dataset == "world2" else 5}}
 
     def fake_rewards(eval_root, dataset, split="val"):
         return {run.name: {"before": 0.5, "after": 0.7 if dataset == "world2" else 0.5, "reference": 1.0}
@@ -175,6 +177,7 @@ def test_with_a_held_out_world_every_model_is_scored_and_checked_there_too(tmp_p
     assert "## Every model (val, 5 clips)" in text and "## Every model (the held-out world, 7 clips)" in text
     assert "- **missed**: stage2 raises its own reward on val:" in text
     assert "- met: stage2 raises its own reward on the held-out world:" in text
+    assert "## F1 per label (the held-out world, 7 clips, mean over seeds)" in text  # the larger set's
     raw = json.loads(out.with_suffix(".json").read_text())
     assert raw["sets"]["the held-out world"]["metrics"]["sft"][0]["act F1_all"] == 0.9
     assert raw["sets"]["val"]["clips"] == 5
@@ -184,9 +187,23 @@ def test_without_a_held_out_world_the_record_scores_val_alone(tmp_path, monkeypa
     scored = []
     monkeypatch.setattr(record, "train", lambda run, seed, root, dataset: root / run.name)
     monkeypatch.setattr(record, "evaluate", lambda model_dir, out, dataset, clip, split="val", **_:
-                        scored.append(dataset) or {**_metrics(), "actions": {"f1_all": 0.8, "mf1": 0.5, "n_samples": 5}})
+                        scored.append(dataset) or {**_metrics(), "actions": {"f1_all": 0.8, "mf1": 0.5, "n_samples": 5,
+                                                                             "per_class": {"forward": 0.8}}})
     monkeypatch.setattr(record, "own_rewards", lambda *a, **k: {run.name: {"before": 0.5, "after": 0.5, "reference": 1.0}
                                                                  for run in record.RUNS if run.rl})
     _no_side_tables(monkeypatch)
     record.main(["--seeds", "0", "--work", str(tmp_path), "--dataset", "demo", "--out", str(tmp_path / "r.md")])
     assert set(scored) == {"demo"} and "held-out" not in (tmp_path / "r.md").read_text()
+
+
+def test_the_per_label_table_shows_each_models_mean_f1_over_seeds():
+    metrics = {run.name: [_per_class(0.2), _per_class(0.4)] for run in record.RUNS}
+    metrics["stage2"] = [_per_class(0.6), _per_class(0.8)]
+    scores = record.Scores(record.EvalSet("the held-out world", "w", "val", "eval-holdout"), 9, metrics, {})
+    text = "\n".join(record.render_per_label(scores))
+    assert "## F1 per label (the held-out world, 9 clips, mean over seeds)" in text
+    columns = [run.name for run in record.RUNS]
+    left = ["0.300"] * len(columns)
+    left[columns.index("stage2")] = "0.700"
+    assert "| left | " + " | ".join(left) + " |" in text
+    assert "| road_clear | " + " | ".join(["0.900"] * len(columns)) + " |" in text
