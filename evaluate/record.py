@@ -392,9 +392,13 @@ class Scores:
     """What the record measured on one evaluation set: per run, one entry per seed."""
 
     evalset: EvalSet
-    clips: int
     metrics: dict[str, list[dict]]
     rewards: dict[str, list[dict]]
+
+    @property
+    def clips(self) -> int:
+        """Clips scored (every model sees the same split)."""
+        return self.metrics[RUNS[0].name][0]["actions"]["n_samples"]
 
     def checks(self) -> list[tuple[bool, str]]:
         return checks(self.metrics, self.rewards, self.evalset.name)
@@ -423,11 +427,9 @@ def render_per_label(scores: Scores) -> list[str]:
     """Per label, every model's F1 on one evaluation set (mean over seeds): which labels each stage moves."""
     lines = [f"## F1 per label ({scores.evalset.name}, {scores.clips} clips, mean over seeds)", "",
              "| label | " + " | ".join(run.name for run in RUNS) + " |", "|---" * (len(RUNS) + 1) + "|"]
-    first = scores.metrics[RUNS[0].name][0]
     for group in ("actions", "reasons"):
-        for label in first[group]["per_class"]:
-            means = [sum(m[group]["per_class"][label] for m in scores.metrics[run.name]) / len(scores.metrics[run.name])
-                     for run in RUNS]
+        for label in scores.metrics[RUNS[0].name][0][group]["per_class"]:
+            means = [spread(scores.metrics[run.name], lambda m: m[group]["per_class"][label]).mean for run in RUNS]
             lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
     return lines + [""]
 
@@ -475,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evalsets = [EvalSet("val", args.dataset, "val", "eval")]
     if args.holdout:
         evalsets.append(EvalSet("the held-out world", args.holdout, args.holdout_split, "eval-holdout"))
-    scores = [Scores(e, 0, {run.name: [] for run in RUNS}, {run.name: [] for run in RUNS if run.rl}) for e in evalsets]
+    scores = [Scores(e, {run.name: [] for run in RUNS}, {run.name: [] for run in RUNS if run.rl}) for e in evalsets]
     curves: dict[str, list] = {run.name: [] for run in RUNS if run.curve}
     headroom: list[dict] = []
     signals: list[dict] = []
@@ -489,7 +491,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         args.clip_model, split=e.split))
         for score in scores:
             e = score.evalset
-            score.clips = score.metrics["sft"][-1]["actions"]["n_samples"]
             for name, value in own_rewards(root / e.folder, e.dataset, e.split).items():
                 score.rewards[name].append(value)
         headroom.append(headroom_of_predictions(root / "eval" / "sft" / PREDICTIONS_FILE, args.dataset, "val",

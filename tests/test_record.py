@@ -110,8 +110,9 @@ def test_an_evaluation_made_before_the_description_metric_gets_it_from_its_answe
     assert metrics["description"]["exact_match"] == 0.5 and metrics["clip_score"] == 0.5
 
 
-def _per_class(left_f1):
-    return {"actions": {"per_class": {"forward": 0.8, "left": left_f1}}, "reasons": {"per_class": {"road_clear": 0.9}}}
+def _per_class(left_f1, clips=9):
+    return {"actions": {"per_class": {"forward": 0.8, "left": left_f1}, "n_samples": clips},
+            "reasons": {"per_class": {"road_clear": 0.9}}}
 
 
 def test_the_label_signal_table_puts_each_label_beside_its_f1_before_and_after_its_stage():
@@ -199,7 +200,7 @@ def test_without_a_held_out_world_the_record_scores_val_alone(tmp_path, monkeypa
 def test_the_per_label_table_shows_each_models_mean_f1_over_seeds():
     metrics = {run.name: [_per_class(0.2), _per_class(0.4)] for run in record.RUNS}
     metrics["stage2"] = [_per_class(0.6), _per_class(0.8)]
-    scores = record.Scores(record.EvalSet("the held-out world", "w", "val", "eval-holdout"), 9, metrics, {})
+    scores = record.Scores(record.EvalSet("the held-out world", "w", "val", "eval-holdout"), metrics, {})
     text = "\n".join(record.render_per_label(scores))
     assert "## F1 per label (the held-out world, 9 clips, mean over seeds)" in text
     columns = [run.name for run in record.RUNS]
