@@ -16,14 +16,12 @@ subset). Several ``--start``/``--end`` pairs (one per seed) are pooled clip by c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 from evaluate.metrics import label_metrics
-from evaluate.run import PREDICTIONS_FILE  # the file every evaluation writes its answers to
+from evaluate.run import load_predictions
 from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
 
 LABEL_SETS = (("act", "actions", ACTION_KEYS, actions_to_vector), ("expl", "reasons", REASON_KEYS, reasons_to_vector))
@@ -38,14 +36,6 @@ class Shift:
     labels_changed: int  # clips whose actions or reasons differ
     labels_changed_description_same: int
     f1_change: dict  # {"act": {"description changed": d, "description same": d, "all": d}, "expl": ...}
-
-
-def read_predictions(folder: str | Path) -> list[dict]:
-    path = Path(folder) / PREDICTIONS_FILE
-    if not path.is_file():
-        raise ValueError(f"{path}: not found (an evaluation folder of `python -m evaluate.run`)")
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
 
 
 def _f1_all(records: Sequence[dict], field: str, keys: Sequence[str], to_vector) -> float:
@@ -112,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start, end = [], []
         for index, (s, e) in enumerate(zip(args.start, args.end)):
             # prefix ids with the pair's index: the same clip id recurs across seeds
-            start += [{**r, "id": (index, r["id"])} for r in read_predictions(s)]
-            end += [{**r, "id": (index, r["id"])} for r in read_predictions(e)]
+            start += [{**r, "id": (index, r["id"])} for r in load_predictions(s)]
+            end += [{**r, "id": (index, r["id"])} for r in load_predictions(e)]
         shift = answer_shift(start, end)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -47,7 +47,7 @@ from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
 from evaluate.label_signal import signal_of_model
 from evaluate.metrics import description_metrics
 from evaluate.r1_headroom import headroom_of_predictions
-from evaluate.run import PREDICTIONS_FILE, evaluate_model
+from evaluate.run import PREDICTIONS_FILE, evaluate_model, load_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def evaluate(model_dir: Path, out: Path, dataset: str, clip: str | None, max_sam
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         if "description" not in metrics:  # an evaluation made before the metric existed: from its answers
-            records = _predictions(out)
+            records = load_predictions(out)
             metrics["description"] = description_metrics([r["parsed"]["description"] for r in records],
                                                          [r["truth"]["description"] for r in records])
         return metrics
@@ -214,14 +214,8 @@ def stage_label_signal(root: Path, dataset: str, seed: int) -> dict:
     return signal
 
 
-def _predictions(eval_dir: Path) -> list[dict]:
-    """The per-answer records an evaluation wrote (evaluate/run.py: id, text, parsed, truth)."""
-    with open(eval_dir / PREDICTIONS_FILE, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
-
-
 def _texts(eval_dir: Path) -> list[str]:
-    return [record["text"] for record in _predictions(eval_dir)]
+    return [record["text"] for record in load_predictions(eval_dir)]
 
 
 def r1_curve(run: Run, root: Path, dataset: str, clip: str) -> list[tuple[int, float]]:

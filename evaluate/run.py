@@ -333,6 +333,15 @@ def load_run(run_dir: str | Path) -> dict:
         raise EvaluationError(f"{path}: not valid JSON ({err})") from err
 
 
+def load_predictions(run_dir: str | Path) -> list[dict]:
+    """The per-answer records (id, text, parsed, truth) an evaluation wrote, in sample order."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise EvaluationError(f"{path}: not found (write it with `python -m evaluate.run --model ... --out {run_dir}`)")
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
 def compare_runs(runs: Mapping[str, str], out_dir: str | Path, logs: Mapping[str, str] | None = None) -> Path:
     """Merge the metrics.json of several runs ({label: run folder}) into one report in ``out_dir``.
 
