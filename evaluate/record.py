@@ -2,14 +2,17 @@
 
 For every seed it trains the demo chain (sft -> stage1 -> stage2 -> stage3, each from the one
 before), stage 1 a second time by critic-free GRPO (same reward, budget and seed: actor-critic vs
-GRPO), and a control (SFT continued from the SFT model for as many clips as the RL stages see);
+GRPO), stage 1 a third time with the null-reward control (R1 scored against another clip's frames:
+recipes/reward_control.py), and a control (SFT continued from the SFT model for as many clips as the
+RL stages see);
 then evaluates every model greedily on the val split (never test: nothing here selects on test)
 and, with ``--holdout``, on a second, larger held-out world, and writes a markdown record with plots:
 
 - per model: act/expl F1_all and mF1, schema-valid share, CLIP score, and each RL stage's own
   reward (its YAML's rewards and weights, scored on the greedy val answers) before and after;
 - every figure as the mean over seeds with its range [min, max];
-- R1 on val against training steps for stage 1 by actor-critic and by GRPO (checkpoints);
+- R1 on val against training steps for stage 1 by actor-critic, by GRPO and under the null reward
+  (checkpoints);
 - what each stage's reward can pay for: R1's headroom over SFT's descriptions
   (:mod:`evaluate.r1_headroom`) and, per label, the signal stage 2's samples carry
   (:mod:`evaluate.label_signal`) beside the label's F1 before and after stage 2;
@@ -92,6 +95,8 @@ RUNS = (
     Run("stage1", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft", curve=True),
     Run("stage1_grpo", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft",
         ("--algorithm", "grpo"), curve=True),
+    Run("stage1_null", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft",
+        ("--reward_control", "true"), curve=True),
     Run("stage2", "recipes.stage2.stage2", "recipes/stage2/stage2_demo.yaml", "stage1"),
     Run("stage3", "recipes.stage3.stage3", "recipes/stage3/stage3_demo.yaml", "stage2"),
     Run("sft_control", "recipes.sft.sft", CONTROL_RECIPE, "sft", rl=False),
@@ -321,7 +326,7 @@ def plot_curves(curves: Mapping[str, list[list[tuple[int, float]]]], path: Path)
         ax.fill_between(xs, [min(c) for c in zip(*rows)], [max(c) for c in zip(*rows)], alpha=0.2)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(f"R1 on val (first {CHECKPOINT_CLIPS} clips, greedy)")
-    ax.set_title("Stage 1: actor-critic vs GRPO (mean and range over seeds)")
+    ax.set_title("Stage 1 (mean and range over seeds)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -439,7 +444,10 @@ def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, head
     for score in scores:
         lines += render_scores(score)
     lines += ["`stage1_grpo`: stage 1 trained by critic-free GRPO (same reward, steps and seeds) instead of "
-              "the actor-critic; `sft_control`: the SFT model trained further by SFT on as many clips as the "
+              "the actor-critic; `stage1_null`: stage 1 as in its recipe, but with R1 scored against another "
+              "clip's frames (`reward_control: true`): the same updates with a reward that carries no "
+              "information about the clip, so what stage 1 does beyond it is R1's doing; "
+              "`sft_control`: the SFT model trained further by SFT on as many clips as the "
               "three RL stages see. Reference answers: the dataset's own answers (the truthful, complete "
               "answer, the top of R2 and R3; for R1 what the true description scores)."]
     lines += ["", f"![R1 on val against steps]({curves_file})", ""]
@@ -497,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     curves_file = out.with_suffix(".r1_curve.png")
-    plot_curves({"actor-critic": curves["stage1"], "GRPO": curves["stage1_grpo"]}, curves_file)
+    plot_curves({"actor-critic": curves["stage1"], "GRPO": curves["stage1_grpo"],
+                 "actor-critic, null reward": curves["stage1_null"]}, curves_file)
     command = "make rl-record SEEDS=\"" + " ".join(map(str, args.seeds)) + "\""
     out.write_text(render(args.seeds, scores, curves_file.name, command, headroom, signals))
     raw = {"seeds": args.seeds, "curves": curves, "r1_headroom": headroom, "label_signal": signals,

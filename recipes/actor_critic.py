@@ -71,6 +71,7 @@ from recipes.ppo_math import (
     masked_mean,
     masked_normalize,
 )
+from recipes.reward_control import token_rewards_against_other_clips
 from rewards import clip_alignment as r1
 from rewards.registry import reward_span
 from taxonomy.spans import locate_description, span_chars, token_span_mask
@@ -102,6 +103,9 @@ TRL_OVERRIDES = {
 # rows of the completions (one dict each: images, id, ...). Texts are decoded with
 # skip_special_tokens=True, as TRL decodes the completions its reward functions see. Like a
 # registered reward, it says the span it judges in a ``span`` attribute (none: the whole answer).
+# When its rewards are the increments of one of the stage's ``reward_funcs`` it names that reward in
+# a ``pays`` attribute: that reward is then paid token by token, with its YAML weight, and left out
+# of the sequence reward, so no reward is paid twice and a recipe can add others beside it.
 TokenRewardFn = Callable[[list[str], list[list[int]], list[dict]], "Sequence[Sequence[float]] | torch.Tensor"]
 
 
@@ -169,8 +173,9 @@ class ActorCriticConfig(GRPOConfig):
     terminal_reward_weight: float = field(
         default=1.0,
         metadata={
-            "help": "w_seq in (1): weight of TRL's sequence reward (reward_funcs) paid on the last judged token. Set "
-            "0 when the dense rewards already telescope to the same reward (incremental R1 sums to R1 - R1(''))."
+            "help": "w_seq in (1): weight of the sequence reward R(o) paid on the last judged token: TRL's weighted "
+            "sum of the reward_funcs but the one the dense rewards pay as increments (token_reward_fn.pays: R1 in "
+            "stage 1, whose increments sum to R1 - R1(''))."
         },
     )
 
@@ -262,8 +267,14 @@ class ActorCriticTrainer(GRPOTrainer):
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise NotImplementedError("the actor-critic's value head supports single-process and DDP training only")
         self.token_reward_fn = token_reward_fn
+        # (1): the reward the dense term pays as increments carries its YAML weight there and is left
+        # out of the sequence reward R(o); every other weighted reward on the last judged token.
+        paid_densely = torch.tensor([name == getattr(token_reward_fn, "pays", None) for name in self.reward_func_names])
+        paid_densely = paid_densely.to(self.reward_weights.device)
+        self.dense_reward_weight = float(self.reward_weights[paid_densely].sum()) if paid_densely.any() else 1.0
+        self.sequence_reward_weights = self.reward_weights * ~paid_densely
         # The spans the rewards judge: advantages go on their union only (ppo_math (5)).
-        weighted = [f for f, w in zip(self.reward_funcs, self.reward_weights.tolist()) if w != 0]
+        weighted = [f for f, w in zip(self.reward_funcs, self.sequence_reward_weights.tolist()) if w != 0]
         spans = {reward_span(f) for f in weighted} if self.args.terminal_reward_weight else set()
         if token_reward_fn is not None and self.args.token_reward_weight:
             spans.add(reward_span(token_reward_fn))
@@ -347,17 +358,18 @@ class ActorCriticTrainer(GRPOTrainer):
         dense = torch.zeros(num_rows, width, device=device)
         if self.token_reward_fn is not None:
             dense = self._dense_rewards(texts, completion_ids, rollout["inputs"], width, device)
-        # R(o): TRL's weighted sum of the reward functions (gathered over processes: keep ours),
-        # paid on the last token of the judged span.
+        # R(o): TRL's weighted sum of the reward functions the dense term does not pay (gathered
+        # over processes: keep ours), paid on the last token of the judged span.
         start = self.accelerator.process_index * num_rows
         per_func = rollout["rewards_per_func"][start : start + num_rows]
-        weights = self.reward_weights.to(per_func.device)
+        weights = self.sequence_reward_weights.to(per_func.device)
         sequence = torch.nan_to_num((per_func * weights).nansum(dim=1), nan=0.0).to(device)
         terminal = torch.zeros(num_rows, width, device=device)
         last = last_index(batch["span_mask"])
         rows = torch.arange(num_rows, device=device)[last >= 0]
         terminal[rows, last[last >= 0]] = sequence[last >= 0]
-        rewards = self.args.token_reward_weight * dense + self.args.terminal_reward_weight * terminal
+        dense_weight = self.args.token_reward_weight * self.dense_reward_weight
+        rewards = dense_weight * dense + self.args.terminal_reward_weight * terminal
         self._metrics[mode]["actor_critic/dense_reward_sum"].append(
             self.accelerator.gather(dense.sum(dim=1)).mean().item()
         )
@@ -625,6 +637,7 @@ def clip_token_reward_fn(tokenizer: Any, granularity: str = "word", **clip_param
         return out
 
     token_rewards.span = reward_span(r1.clip_alignment_reward)  # R1's increments judge what R1 judges
+    token_rewards.pays = r1.NAME  # and are R1, paid token by token instead of at the end
     return token_rewards
 
 
@@ -646,6 +659,7 @@ def build_rl_trainer(
     optimizers: tuple = (None, None),
     token_reward_fn: TokenRewardFn | None = None,
     clip_token_reward_params: Mapping[str, Any] | None = None,
+    reward_control: bool = False,
 ) -> GRPOTrainer:
     """The stage-1 trainer: ``"grpo"`` (plain GRPOTrainer, sequence reward, group baseline) or
     ``"actor_critic"`` (:class:`ActorCriticTrainer`, same sequence reward paid on the last token,
@@ -671,4 +685,6 @@ def build_rl_trainer(
             raise ValueError("clip_token_reward_params needs processing_class (its tokenizer decodes the tokens)")
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         token_reward_fn = clip_token_reward_fn(tokenizer, args.token_reward_granularity, **clip_token_reward_params)
+    if reward_control and token_reward_fn is not None:  # the dense increments too (recipes/reward_control.py)
+        token_reward_fn = token_rewards_against_other_clips(token_reward_fn, args.num_generations)
     return ActorCriticTrainer(**common, token_reward_fn=token_reward_fn)

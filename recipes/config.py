@@ -95,6 +95,11 @@ class RLRecipeArguments(RecipeArguments):
         default=1,
         metadata={"help": "How many times a train clip with a rare label appears per epoch (1: once)."},
     )
+    reward_control: bool = field(
+        default=False,
+        metadata={"help": "The null-reward control (recipes/reward_control.py): every reward scores each "
+                  "completion against another clip's truth, so the rewards carry no information about its clip."},
+    )
 
 
 def _option_names(leftovers: Sequence[str]) -> list[str]:

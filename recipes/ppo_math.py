@@ -5,9 +5,11 @@ s_k = (frames, prompt, o_{<k}), the action is o_k, and nothing follows the last 
 A reward judges one span of the answer (the description, the labels, the whole answer:
 ``rewards.registry.reward_span``); ``span`` below is the (B, T) mask of the tokens that produce it.
 
-    (1) reward        r_k = w_tok * r^tok_k + w_seq * [k = last span token] * R(o)
+    (1) reward        r_k = w_tok * w_1 * r^tok_k + w_seq * [k = last span token] * R(o)
                       r^tok_k = R1(I, T_k) - R1(I, T_{k-1}), T_0 = "" (the seed's increments: they
                       telescope to R1(I, T) - R1(I, ""); rewards/clip_alignment.py)
+                      R(o) = sum_{i != 1} w_i * R_i(o): the recipe's other rewards (w_i its
+                      reward_weights), so R1 is never paid twice
     (2) value         V_k = V_phi(h_k) = MLP(h_k), h_k the policy's last hidden state at the
                       position that predicts o_k (shared body; only the MLP is new)
     (3) TD error      delta_k = r_k + gamma * V_{k+1} - V_k,                 V_n = 0

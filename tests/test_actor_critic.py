@@ -214,6 +214,34 @@ def test_token_rewards_travel_with_their_completions_through_trl_shuffling(tiny_
     assert "old_values" not in batch  # aligned regime: V_old is read at loss time
 
 
+def paid_reward(completions, **kwargs):
+    """A sequence reward the dense term pays as its increments (as stage 1's R1)."""
+    return [100.0] * len(completions)
+
+
+def test_the_reward_paid_as_increments_carries_its_weight_and_is_not_paid_again(
+    tiny_vlm_dir, processor, clips, tmp_path
+):
+    from transformers import AutoModelForImageTextToText
+
+    def increments(texts, completion_ids, inputs):
+        return even_token_reward(texts, completion_ids, inputs)
+
+    increments.pays = "paid_reward"
+    config = _config(tmp_path, terminal_reward_weight=1.0, reward_weights=[0.5, 1.0])
+    trainer = ac.ActorCriticTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir), reward_funcs=[paid_reward, constant_reward],
+        args=config, train_dataset=clips, processing_class=processor, token_reward_fn=increments,
+    )
+    trainer.model.train()
+    batch = trainer._prepare_inputs(_generation_batch(clips))
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    expected = 0.5 * (ids % 2 == 0).float() * mask  # (1): w_1 * r^tok
+    for row, length in enumerate(mask.sum(dim=1).tolist()):
+        expected[row, length - 1] += SEQUENCE_REWARD  # R(o): the other reward only
+    torch.testing.assert_close(batch["token_rewards"], expected)
+
+
 def test_hidden_state_hook_through_lm_head_reproduces_trl_log_probs(tiny_vlm_dir, processor, clips, tmp_path):
     from trl import GRPOTrainer
 

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = (
     recipe, training_args, model_args = parse_recipe(RECIPE_TYPES, argv)
     # The dense per-token rewards are the increments of the same CLIP reward the recipe lists.
     trainer_factory = functools.partial(
-        build_rl_trainer, recipe.algorithm, clip_token_reward_params=reward_params(recipe).get(CLIP_REWARD, {})
+        build_rl_trainer, recipe.algorithm, clip_token_reward_params=reward_params(recipe).get(CLIP_REWARD, {}),
+        reward_control=recipe.reward_control,
     )
     run_rl_stage(recipe, training_args, model_args, trainer_cls=trainer_factory, callbacks=callbacks)
 
