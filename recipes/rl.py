@@ -66,10 +66,10 @@ def run_rl_stage(recipe: RLRecipeArguments, training_args: Any, model_args: Any,
     setup_logging(training_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)  # before loading
     precision = apply_precision(training_args, recipe.precision)
+    reward_funcs = build_rewards(recipe, training_args)  # before loading: a reward error is found fast
     processor = load_processor(model_args, recipe)
     model = load_model(model_args, precision)
     optimizer = configure_vision_tower(model, recipe, training_args, model_args.use_peft)
-    reward_funcs = build_rewards(recipe, training_args)
     train = load_split(recipe, recipe.train_split, recipe.max_train_samples, recipe.reward_columns)
     train = oversample_rare_labels(train, recipe.rare_label_share, recipe.rare_clip_repeats)
     evaluation = load_split(recipe, recipe.eval_split, recipe.max_eval_samples, recipe.reward_columns)
