@@ -9,7 +9,8 @@ its reward's information; what the control does too is the cost of RL's sampled 
 TRL hands a reward function the dataset's columns as keyword lists, one entry per completion, and
 the ``num_generations`` completions of a clip sit next to each other in the batch (its
 RepeatSampler): rolling every such list by ``num_generations`` gives each group the previous
-group's clip. A batch must therefore hold at least two groups.
+group's clip. A batch must therefore hold at least two groups. With several processes each rolls
+the rows it scores (checked on one process).
 """
 
 from __future__ import annotations
