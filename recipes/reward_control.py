@@ -22,15 +22,22 @@ from typing import Any, Callable
 POLICY_ARGUMENTS = frozenset({"prompts", "completions", "completion_ids"})
 
 
-def other_clip(rows: list, group_size: int) -> list:
-    """The rows rolled by one group: group g gets group g - 1's rows (the first gets the last's)."""
-    if len(rows) % group_size:
-        raise ValueError(f"reward_control: {len(rows)} completions do not split into groups of {group_size}")
-    if len(rows) < 2 * group_size:
+def check_groups(completions: int, group_size: int) -> None:
+    """The control's one rule: the completions split into groups of ``group_size``, at least two.
+
+    Checked on the recipe's settings before the model loads, and on the rows each call scores."""
+    if completions % group_size:
+        raise ValueError(f"reward_control: {completions} completions do not split into groups of {group_size}")
+    if completions < 2 * group_size:
         raise ValueError(
             f"reward_control needs at least 2 clips per generation batch to score each against another; got "
-            f"{len(rows)} completions in groups of {group_size} (raise per_device_train_batch_size)"
+            f"{completions} completions in groups of {group_size} (raise per_device_train_batch_size)"
         )
+
+
+def other_clip(rows: list, group_size: int) -> list:
+    """The rows rolled by one group: group g gets group g - 1's rows (the first gets the last's)."""
+    check_groups(len(rows), group_size)
     return rows[-group_size:] + rows[:-group_size]
 
 

@@ -15,7 +15,7 @@ from recipes.config import RLRecipeArguments, apply_precision, recipe_as_dict
 from recipes.data import load_split, log_token_budget, oversample_rare_labels
 from recipes.errors import RecipeError
 from recipes.model_loading import configure_vision_tower, load_model, load_processor, lora_config
-from recipes.reward_control import scored_against_other_clips
+from recipes.reward_control import check_groups, scored_against_other_clips
 from recipes.saving import save_stage
 from rewards.registry import resolve_rewards
 
@@ -52,11 +52,13 @@ def build_rewards(recipe: RLRecipeArguments, training_args: Any) -> list:
 def check_reward_control(training_args: Any) -> None:
     """The control scores each group against another group of the same generation batch: it needs two."""
     per_generation = training_args.per_device_train_batch_size * training_args.steps_per_generation
-    if per_generation < 2 * training_args.num_generations:
+    try:
+        check_groups(per_generation, training_args.num_generations)
+    except ValueError as err:
         raise RecipeError(
-            f"reward_control needs at least 2 clips per generation batch: per_device_train_batch_size x "
-            f"steps_per_generation = {per_generation} completions, num_generations = {training_args.num_generations}"
-        )
+            f"{err}: per_device_train_batch_size x steps_per_generation = {per_generation} completions, "
+            f"num_generations = {training_args.num_generations}"
+        ) from err
 
 
 def run_rl_stage(recipe: RLRecipeArguments, training_args: Any, model_args: Any, trainer_cls=None,
