@@ -173,7 +173,7 @@ HOLDOUT_CLIPS ?= 1000
 HOLDOUT_SEED  ?= 1001
 HOLDOUT_ROOT  ?= $(WORK)/holdout-bddoia
 HOLDOUT       ?= $(WORK)/holdout-dataset
-rl-record: $(INSTALLED) ## the RL learning record over SEEDS: the demo chain, stage 1 by GRPO and under the null reward, an SFT control; val and a held-out world, greedy (RECORD HOLDOUT)
+rl-record: $(INSTALLED) ## the RL learning record over SEEDS: the demo chain, stage 1 by GRPO, each RL stage under the null reward, an SFT control; val and a held-out world, greedy (RECORD HOLDOUT)
 	@test -f $(OUT)/dataset_dict.json || $(MAKE) synth data
 	@test -d $(MODELS)/tiny-clip-trained || ($(MAKE) tiny-models && $(MAKE) clip)
 ifneq ($(HOLDOUT),)

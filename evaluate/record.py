@@ -2,15 +2,17 @@
 
 For every seed it trains the demo chain (sft -> stage1 -> stage2 -> stage3, each from the one
 before), stage 1 a second time by critic-free GRPO (same reward, budget and seed: actor-critic vs
-GRPO), stage 1 a third time with the null-reward control (R1 scored against another clip's frames:
-recipes/reward_control.py), and a control (SFT continued from the SFT model for as many clips as the
-RL stages see);
+GRPO), each RL stage a second time under the null-reward control (its rewards scored against another
+clip: recipes/reward_control.py), and a control (SFT continued from the SFT model for as many clips
+as the RL stages see);
 then evaluates every model greedily on the val split (never test: nothing here selects on test)
 and, with ``--holdout``, on a second, larger held-out world, and writes a markdown record with plots:
 
 - per model: act/expl F1_all and mF1, schema-valid share, CLIP score, and each RL stage's own
   reward (its YAML's rewards and weights, scored on the greedy val answers) before and after;
 - every figure as the mean over seeds with its range [min, max];
+- each RL stage against its null control (same start, steps and seed): what its reward's
+  information adds beyond the cost of sampled updates;
 - R1 on val against training steps for stage 1 by actor-critic, by GRPO and under the null reward
   (checkpoints);
 - what each stage's reward can pay for: R1's headroom over SFT's descriptions
@@ -88,17 +90,27 @@ class Run:
     extra: tuple[str, ...] = ()
     rl: bool = True
     curve: bool = False  # save checkpoints and plot R1 on val against steps
+    null_of: str | None = None  # the run this one repeats under the null-reward control
 
 
+def null_control(run: Run) -> Run:
+    """``run`` again with every reward scored against another clip (``reward_control: true``)."""
+    return Run(f"{run.name}_null", run.module, run.recipe, run.start, (*run.extra, "--reward_control", "true"),
+               curve=run.curve, null_of=run.name)
+
+
+STAGE1 = Run("stage1", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft", curve=True)
+STAGE2 = Run("stage2", "recipes.stage2.stage2", "recipes/stage2/stage2_demo.yaml", "stage1")
+STAGE3 = Run("stage3", "recipes.stage3.stage3", "recipes/stage3/stage3_demo.yaml", "stage2")
 RUNS = (
     Run("sft", "recipes.sft.sft", "recipes/sft/sft_demo.yaml", rl=False),
-    Run("stage1", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft", curve=True),
-    Run("stage1_grpo", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft",
-        ("--algorithm", "grpo"), curve=True),
-    Run("stage1_null", "recipes.stage1.stage1", "recipes/stage1/stage1_demo.yaml", "sft",
-        ("--reward_control", "true"), curve=True),
-    Run("stage2", "recipes.stage2.stage2", "recipes/stage2/stage2_demo.yaml", "stage1"),
-    Run("stage3", "recipes.stage3.stage3", "recipes/stage3/stage3_demo.yaml", "stage2"),
+    STAGE1,
+    Run("stage1_grpo", STAGE1.module, STAGE1.recipe, "sft", ("--algorithm", "grpo"), curve=True),
+    null_control(STAGE1),
+    STAGE2,
+    null_control(STAGE2),
+    STAGE3,
+    null_control(STAGE3),
     Run("sft_control", "recipes.sft.sft", CONTROL_RECIPE, "sft", rl=False),
 )
 CHAIN = ("sft", "stage1", "stage2", "stage3")
@@ -422,6 +434,30 @@ def render_scores(scores: Scores) -> list[str]:
     return lines + [""]
 
 
+def render_controls(scores: Scores) -> list[str]:
+    """Each RL stage beside its null control: the control's change is what sampled updates do with a
+    reward that knows nothing of the clip; the stage minus the control is what its reward's
+    information adds. Each cell: the mean change, then each seed's."""
+    def change(before: Spread, after: Spread) -> str:
+        return f"{after.mean - before.mean:+.4f} ({paired(before, after)})"
+
+    def reward(name: str, key: str) -> Spread:
+        return Spread([r[key] for r in scores.rewards[name]])
+
+    lines = [f"## Each RL stage against its null control ({scores.evalset.name}, {scores.clips} clips)", "",
+             "| stage | own reward: control's change | own reward: stage's change | own reward: stage − control "
+             "| act F1_all: stage − control | expl F1_all: stage − control |", "|---|---|---|---|---|---|"]
+    for control in (run for run in RUNS if run.null_of):
+        stage = control.null_of
+        cells = [change(reward(control.name, "before"), reward(control.name, "after")),
+                 change(reward(stage, "before"), reward(stage, "after")),
+                 change(reward(control.name, "after"), reward(stage, "after"))]
+        cells += [change(spread(scores.metrics[control.name], get), spread(scores.metrics[stage], get))
+                  for name, get in METRICS if name in ("act F1_all", "expl F1_all")]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def render_per_label(scores: Scores) -> list[str]:
     """Per label, every model's F1 on one evaluation set (mean over seeds): which labels each stage moves."""
     lines = [f"## F1 per label ({scores.evalset.name}, {scores.clips} clips, mean over seeds)", "",
@@ -443,10 +479,13 @@ def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, head
     ]
     for score in scores:
         lines += render_scores(score)
+    for score in scores:
+        lines += render_controls(score)
     lines += ["`stage1_grpo`: stage 1 trained by critic-free GRPO (same reward, steps and seeds) instead of "
-              "the actor-critic; `stage1_null`: stage 1 as in its recipe, but with R1 scored against another "
-              "clip's frames (`reward_control: true`): the same updates with a reward that carries no "
-              "information about the clip, so what stage 1 does beyond it is R1's doing; "
+              "the actor-critic; `<stage>_null`: the stage as in its recipe, from the same start, but with "
+              "every reward scored against another clip of the batch (`reward_control: true`): the same "
+              "updates with rewards that carry no information about the clip, so what a stage does beyond "
+              "its control is its reward's doing; "
               "`sft_control`: the SFT model trained further by SFT on as many clips as the "
               "three RL stages see. Reference answers: the dataset's own answers (the truthful, complete "
               "answer, the top of R2 and R3; for R1 what the true description scores)."]

@@ -208,3 +208,30 @@ def test_the_per_label_table_shows_each_models_mean_f1_over_seeds():
     left[columns.index("stage2")] = "0.700"
     assert "| left | " + " | ".join(left) + " |" in text
     assert "| road_clear | " + " | ".join(["0.900"] * len(columns)) + " |" in text
+
+
+def test_every_rl_stage_of_the_chain_has_a_null_control_from_the_same_start():
+    runs = {run.name: run for run in record.RUNS}
+    for stage in record.CHAIN[1:]:
+        control = runs[f"{stage}_null"]
+        assert control.null_of == stage and control.start == runs[stage].start
+        assert control.recipe == runs[stage].recipe and control.extra[-2:] == ("--reward_control", "true")
+    names = [run.name for run in record.RUNS]  # each control trains after the model it starts from
+    assert all(names.index(run.start) < names.index(run.name) for run in record.RUNS if run.start)
+
+
+def test_the_control_table_shows_each_stage_minus_its_null_control_per_seed():
+    metrics = {run.name: [_metrics(act=0.8), _metrics(act=0.8)] for run in record.RUNS}
+    metrics["stage2"] = [_metrics(act=0.83), _metrics(act=0.81)]
+    rewards = {run.name: [{"before": 0.5, "after": 0.5}, {"before": 0.5, "after": 0.5}]
+               for run in record.RUNS if run.rl}
+    rewards["stage2"] = [{"before": 0.5, "after": 0.6}, {"before": 0.5, "after": 0.7}]
+    rewards["stage2_null"] = [{"before": 0.5, "after": 0.55}, {"before": 0.5, "after": 0.45}]
+    metrics["sft"][0]["actions"]["n_samples"] = 9
+    scores = record.Scores(record.EvalSet("val", "d", "val", "eval"), metrics, rewards)
+    (row,) = [line for line in record.render_controls(scores) if line.startswith("| stage2 |")]
+    control, stage, information, act, _ = row.strip("|").split("|")[1:]
+    assert control.strip() == "+0.0000 (+0.0500 / -0.0500)"
+    assert stage.strip() == "+0.1500 (+0.1000 / +0.2000)"
+    assert information.strip() == "+0.1500 (+0.0500 / +0.2500)"
+    assert act.strip() == "+0.0200 (+0.0300 / +0.0100)"
