@@ -20,7 +20,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
@@ -29,7 +29,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from core.image_budget import configure_image_budget
 from core.model_source import ModelSourceError, check_model_source
 from core.precision import resolve_precision, torch_dtype
-from core.prompt import image_prompt
+from core.prompt import answer_turn, image_prompt
 from evaluate.constrained import DECODING_MODES, DEFAULT_DECODING
 
 DEFAULT_BATCH_SIZE = 8
@@ -149,11 +149,6 @@ def load_eval_split(dataset_dir: str | Path, split: str, max_samples: int | None
 # Generation
 
 
-def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 @dataclass
 class Generated:
     """Answers in sample order, with how many tokens each took (up to, not counting, the EOS)
@@ -187,20 +182,33 @@ class Sampling:
                 "top_p": self.top_p, "top_k": self.top_k}
 
 
+def forced_prompt(processor: Any, num_frames: int, answer_start: str) -> str:
+    """The prompt text that ends ``answer_start`` words into the assistant's answer, cut from the
+    chat template of the whole conversation so that the text between the generation prompt and
+    the answer (SmolVLM's space) is exactly what training saw."""
+    conversation = processor.apply_chat_template(image_prompt(num_frames) + answer_turn(answer_start))
+    return conversation[: conversation.rindex(answer_start) + len(answer_start)]
+
+
 @torch.no_grad()
 def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, constraint: Any = None,
-                   sampling: Sampling | None = None) -> Generated:
+                   sampling: Sampling | None = None, answer_starts: Sequence[str] | None = None) -> Generated:
     """Answers (stripped) for one batch: each entry of ``frame_lists`` is one sample's M frames.
 
     ``constraint``: an :class:`evaluate.constrained.ConstrainedDecoder` for grammar-constrained
     decoding (every answer schema-valid, closed before the cap); None decodes freely.
     ``sampling``: draw ``sampling.samples`` answers per sample (consecutive in the result) as an RL
-    stage does; None decodes greedily."""
-    prompts = [
-        processor.apply_chat_template(image_prompt(len(frames)), add_generation_prompt=True)
-        for frames in frame_lists
-    ]
+    stage does; None decodes greedily.
+    ``answer_starts``: per sample, text its answer is forced to begin with (the model continues
+    it; the returned text includes it); None lets the model say everything."""
+    if answer_starts is None:
+        prompts = [processor.apply_chat_template(image_prompt(len(frames)), add_generation_prompt=True)
+                   for frames in frame_lists]
+    else:
+        if len(answer_starts) != len(frame_lists):
+            raise EvaluationError(f"{len(answer_starts)} answer starts for {len(frame_lists)} samples")
+        prompts = [forced_prompt(processor, len(frames), start) for frames, start in zip(frame_lists, answer_starts)]
     images = [[frame.convert("RGB") for frame in frames] for frames in frame_lists]
     inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
     device = next(model.parameters()).device
@@ -221,11 +229,14 @@ def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[An
     )
     new_tokens = output[:, prompt_length:].cpu()
     result = Generated()
-    for row in new_tokens:
+    starts = [""] * len(frame_lists) if answer_starts is None else list(answer_starts)
+    samples = sampling.samples if sampling else 1
+    for index, row in enumerate(new_tokens):
         eos_positions = (row == eos_id).nonzero()
         stopped = len(eos_positions) > 0
         count = int(eos_positions[0]) if stopped else len(row)
-        result.texts.append(tokenizer.decode(row[:count], skip_special_tokens=True).strip())
+        said = tokenizer.decode(row[:count], skip_special_tokens=True)
+        result.texts.append((starts[index // samples] + said).strip())
         result.token_counts.append(count)
         result.hit_limit.append(not stopped)
     return result
@@ -234,17 +245,19 @@ def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[An
 def generate_answers(model: Any, processor: Any, frame_lists: Sequence[Sequence[Any]],
                      batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                      progress: bool = True, desc: str = "generating", constraint: Any = None,
-                     sampling: Sampling | None = None) -> Generated:
+                     sampling: Sampling | None = None, answer_starts: Sequence[str] | None = None) -> Generated:
     """Answers for many samples, ``batch_size`` at a time, with a progress bar (``.texts``; with
-    ``sampling``, each sample's answers consecutive)."""
+    ``sampling``, each sample's answers consecutive; ``answer_starts`` as :func:`generate_batch`)."""
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
     if max_new_tokens < 1:
         raise EvaluationError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     result = Generated()
     with tqdm(total=len(frame_lists), desc=desc, unit="sample", disable=not progress) as bar:
-        for batch in _batches(frame_lists, batch_size):
-            result.extend(generate_batch(model, processor, batch, max_new_tokens, constraint, sampling))
+        for start in range(0, len(frame_lists), batch_size):
+            batch = frame_lists[start : start + batch_size]
+            forced = None if answer_starts is None else answer_starts[start : start + batch_size]
+            result.extend(generate_batch(model, processor, batch, max_new_tokens, constraint, sampling, forced))
             bar.update(len(batch))
     return result
 

@@ -18,13 +18,13 @@ the warning. Two cases meet it: a sample with no true and no predicted label (it
 
 from __future__ import annotations
 
-from collections import Counter
 from itertools import product
 from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score
 
+from rewards.description_match import description_words, word_f1
 from taxonomy.answer import ParsedAnswer, parse_answer
 from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, as_label_matrix, reasons_to_vector
 
@@ -87,10 +87,6 @@ def answer_metrics(
     }
 
 
-def _words(text: str | None) -> list[str]:
-    return (text or "").casefold().replace(",", " ").replace(";", " ").replace(".", " ").split()
-
-
 def description_metrics(predicted: Sequence[str | None], reference: Sequence[str]) -> dict:
     """How true the answers' descriptions are, against the split's reference descriptions: the
     truth-based check on stage 1, whose CLIP reward only approximates it.
@@ -105,17 +101,13 @@ def description_metrics(predicted: Sequence[str | None], reference: Sequence[str
     """
     if len(predicted) != len(reference):
         raise ValueError(f"{len(predicted)} descriptions but {len(reference)} references: they must match one to one")
-    pairs = [(_words(p), _words(r)) for p, r in zip(predicted, reference)]
+    pairs = [(description_words(p), description_words(r)) for p, r in zip(predicted, reference)]
     pairs = [(p, r) for p, r in pairs if r]  # a clip without a reference description cannot be judged
     if not pairs:
         return {"exact_match": None, "word_f1": None, "n_samples": 0}
-    f1s = []
-    for pred, ref in pairs:
-        common = sum((Counter(pred) & Counter(ref)).values())
-        f1s.append(0.0 if common == 0 else 2 * common / (len(pred) + len(ref)))
     return {
         "exact_match": float(np.mean([p == r for p, r in pairs])),
-        "word_f1": float(np.mean(f1s)),
+        "word_f1": float(np.mean([word_f1(p, r) for p, r in pairs])),
         "n_samples": len(pairs),
     }
 

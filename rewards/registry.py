@@ -33,7 +33,8 @@ RewardFn = Callable[..., list]
 
 # Modules that register the built-in rewards; imported on first lookup so that importing the
 # registry (or one reward) never drags in torch/open_clip.
-BUILTIN_REWARD_MODULES = ("rewards.action_reasoning", "rewards.structure", "rewards.clip_alignment")
+BUILTIN_REWARD_MODULES = ("rewards.action_reasoning", "rewards.structure", "rewards.clip_alignment",
+                          "rewards.description_match")
 # Bound on the exception messages logged per reward when a scorer fails on model output.
 MAX_LOGGED_FAILURES = 5
 

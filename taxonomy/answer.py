@@ -28,6 +28,8 @@ from typing import Any, Iterable
 from taxonomy.labels import ACTIONS, ACTION_KEYS, REASON_BY_KEY, REASON_KEYS, REASONS, SUPPORTS, Action
 
 SCHEMA_PATH = Path(__file__).with_name("answer.schema.json")
+# Where the labels begin in a JSON answer: the first label field's key.
+LABELS_KEY = '"actions":'
 
 
 @lru_cache(maxsize=1)
@@ -96,6 +98,16 @@ def format_answer(description: str, actions: Iterable[str], reasons: Iterable[st
         "justification": justification_text(action_set, ordered_reasons),
     }
     return json.dumps(obj, ensure_ascii=False)
+
+
+def answer_through_description(description: str) -> str:
+    """The canonical answer up to where its labels begin: ``{"description": "...", "actions":``.
+
+    A model continues it with the labels it reads from that description (the labels come after
+    the description in every answer). The cut falls after the key's colon, where the tokenizers
+    split the canonical answer, so the model continues from a token boundary it was trained on."""
+    text = format_answer(description, (), ())
+    return text[: text.index(LABELS_KEY) + len(LABELS_KEY)]
 
 
 def format_text_answer(description: str, actions: Iterable[str], reasons: Iterable[str]) -> str:

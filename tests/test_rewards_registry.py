@@ -12,7 +12,7 @@ from rewards.registry import ConfiguredReward, register_reward, reward_parameter
 from taxonomy.answer import format_answer
 
 PARTS = [{"type": "text", "text": "a"}, {"type": "image"}, {"type": "text", "text": "b"}]
-BUILTIN = {"action_reasoning", "structure", "clip_alignment"}
+BUILTIN = {"action_reasoning", "structure", "clip_alignment", "description_match"}
 
 
 def test_every_builtin_reward_is_registered_and_resolves():
