@@ -19,6 +19,9 @@ and, with ``--holdout``, on a second, larger held-out world, and writes a markdo
   (:mod:`evaluate.r1_headroom`) and, per label, the signal stage 2's samples carry
   (:mod:`evaluate.label_signal`) beside the label's F1 before and after stage 2;
 - every model's F1 per label on the largest evaluation set (which labels each stage moves);
+- SFT's and the final stage's labels with the reference description forced in
+  (:mod:`evaluate.description_forcing`, the largest set): how much of the label error is the
+  description's;
 - the done-when checks of the RL issue, computed from the figures (a miss is printed as a miss),
   once per evaluation set.
 
@@ -49,6 +52,8 @@ import yaml
 
 from core.logs import configure_logging
 from evaluate.generate import DEFAULT_MAX_NEW_TOKENS
+from evaluate.description_forcing import OUTPUT_FILE as FORCING_FILE
+from evaluate.description_forcing import force_descriptions
 from evaluate.label_signal import signal_of_model
 from evaluate.metrics import description_metrics
 from evaluate.r1_headroom import headroom_of_predictions
@@ -114,6 +119,8 @@ RUNS = (
     Run("sft_control", "recipes.sft.sft", CONTROL_RECIPE, "sft", rl=False),
 )
 CHAIN = ("sft", "stage1", "stage2", "stage3")
+# The models whose labels are also read after the reference description (the chain's two ends).
+FORCED_RUNS = (CHAIN[0], CHAIN[-1])
 # The RL run whose start model's label signal the record shows.
 SIGNAL_RUN = next(run for run in RUNS if run.name == "stage2")
 METRICS = (
@@ -229,6 +236,14 @@ def stage_label_signal(root: Path, dataset: str, seed: int) -> dict:
     signal = signal_of_model(str(root / SIGNAL_RUN.start), dataset, "val", SIGNAL_RUN.recipe, seed=seed)
     cache.write_text(json.dumps(signal, indent=1))
     return signal
+
+
+def forced_labels(model_dir: Path, eval_dir: Path, dataset: str, split: str) -> dict:
+    """:mod:`evaluate.description_forcing` of one evaluated model, read back when already written."""
+    cache = eval_dir / FORCING_FILE
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    return force_descriptions(str(model_dir), str(eval_dir), dataset, split)
 
 
 def _texts(eval_dir: Path) -> list[str]:
@@ -371,6 +386,24 @@ def render_headroom(headroom: Sequence[Mapping]) -> list[str]:
     return lines
 
 
+def render_forcing(forcing: Mapping[str, Sequence[Mapping]], evalset: str) -> list[str]:
+    """Each model's labels as it said them and after the reference description (mean [range])."""
+    lines = [f"## The labels after the reference description ({evalset}; `evaluate/description_forcing.py`)", "",
+             "| model | clips described wrong | act F1_all: own -> forced | expl F1_all: own -> forced "
+             "| act mF1: own -> forced | expl mF1: own -> forced |", "|---|---|---|---|---|---|"]
+    for name, results in forcing.items():
+        wrong = [r["described_wrong"] for r in results]
+        cells = [f"{sum(wrong) / len(wrong):.0f} of {results[0]['clips']} [{min(wrong)}, {max(wrong)}]"]
+        for group, metric in (("actions", "f1_all"), ("reasons", "f1_all"), ("actions", "mf1"), ("reasons", "mf1")):
+            own, forced = (Spread([r[key][group][metric] for r in results]) for key in ("own", "forced"))
+            cells.append(f"{own} -> {forced}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + ["", "Each clip whose greedy description is wrong is decoded again with the reference "
+                    "description forced in its place; the labels that follow are scored. The reference "
+                    "descriptions name what the labels follow from, so the forced figures are no reachable "
+                    "gain: they show how much of the label error is in what the description says.", ""]
+
+
 def render_label_signal(signals: Sequence[Mapping], metrics: Mapping[str, list[dict]]) -> list[str]:
     """Per label: the signal in ``SIGNAL_RUN``'s samples (mean over seeds) beside its F1 before and after."""
     run = SIGNAL_RUN
@@ -469,7 +502,8 @@ def render_per_label(scores: Scores) -> list[str]:
     return lines + [""]
 
 
-def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, headroom=(), signals=()) -> str:
+def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, headroom=(), signals=(),
+           forcing: Mapping[str, Sequence[Mapping]] | None = None) -> str:
     sets = " and ".join(f"{s.evalset.name} ({s.clips} clips)" for s in scores)
     lines = [
         "# RL learning record", "",
@@ -495,6 +529,8 @@ def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, head
     if signals:
         lines += render_label_signal(signals, scores[0].metrics)
     lines += render_per_label(scores[-1])  # the largest set: the held-out world where there is one
+    if forcing:
+        lines += render_forcing(forcing, scores[-1].evalset.name)
     for score in scores:
         lines += [f"## The RL issue's targets on {score.evalset.name} ({score.clips} clips)", ""]
         lines += [f"- {'met' if ok else '**missed**'}: {text}" for ok, text in score.checks()] + [""]
@@ -522,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     curves: dict[str, list] = {run.name: [] for run in RUNS if run.curve}
     headroom: list[dict] = []
     signals: list[dict] = []
+    forcing: dict[str, list[dict]] = {name: [] for name in FORCED_RUNS}
     for seed in args.seeds:
         root = Path(args.work) / f"seed{seed}"
         for run in RUNS:
@@ -537,6 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         headroom.append(headroom_of_predictions(root / "eval" / "sft" / PREDICTIONS_FILE, args.dataset, "val",
                                                 args.clip_model))
         signals.append(stage_label_signal(root, args.dataset, seed))
+        largest = evalsets[-1]
+        for name in FORCED_RUNS:
+            forcing[name].append(forced_labels(root / name, root / largest.folder / name, largest.dataset, largest.split))
         for run in RUNS:
             if run.curve:
                 curves[run.name].append(r1_curve(run, root, args.dataset, args.clip_model))
@@ -547,8 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_curves({"actor-critic": curves["stage1"], "GRPO": curves["stage1_grpo"],
                  "actor-critic, null reward": curves["stage1_null"]}, curves_file)
     command = "make rl-record SEEDS=\"" + " ".join(map(str, args.seeds)) + "\""
-    out.write_text(render(args.seeds, scores, curves_file.name, command, headroom, signals))
+    out.write_text(render(args.seeds, scores, curves_file.name, command, headroom, signals, forcing))
     raw = {"seeds": args.seeds, "curves": curves, "r1_headroom": headroom, "label_signal": signals,
+           "description_forcing": forcing,
            "sets": {s.evalset.name: {"dataset": s.evalset.dataset, "split": s.evalset.split, "clips": s.clips,
                                      "rewards": s.rewards,
                                      "metrics": {k: [{n: get(m) for n, get in METRICS} for m in v]

@@ -148,6 +148,30 @@ def _no_side_tables(monkeypatch):
     monkeypatch.setattr(record, "stage_label_signal", lambda *a, **k: {"actions": {}, "reasons": {}})
     monkeypatch.setattr(record, "r1_curve", lambda *a, **k: [(0, 0.5)])
     monkeypatch.setattr(record, "plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr(record, "forced_labels", lambda *a, **k: _forcing(0.8, 0.9))
+
+
+def _forcing(own: float, forced: float, wrong: int = 3) -> dict:
+    scores = lambda v: {"actions": {"f1_all": v, "mf1": v / 2}, "reasons": {"f1_all": v, "mf1": v / 2}}
+    return {"described_wrong": wrong, "clips": 10, "own": scores(own), "forced": scores(forced)}
+
+
+def test_the_forcing_table_shows_each_models_own_and_forced_labels():
+    forcing = {"sft": [_forcing(0.8, 0.9, 2), _forcing(0.6, 0.9, 4)], "stage3": [_forcing(0.7, 0.95), _forcing(0.7, 0.85)]}
+    text = "\n".join(record.render_forcing(forcing, "the held-out world"))
+    assert "| sft | 3 of 10 [2, 4] | 0.7000 [0.6000, 0.8000] -> 0.9000 [0.9000, 0.9000] |" in text
+    assert "| stage3 | 3 of 10 [3, 3] | 0.7000 [0.7000, 0.7000] -> 0.9000 [0.8500, 0.9500] |" in text
+
+
+def test_the_forcing_is_read_back_and_not_decoded_again(tmp_path, monkeypatch):
+    computed = []
+    monkeypatch.setattr(record, "force_descriptions", lambda *a: computed.append(a) or _forcing(0.5, 0.6))
+    first = record.forced_labels(tmp_path / "sft", tmp_path / "eval", "world", "val")
+    assert computed == [(str(tmp_path / "sft"), str(tmp_path / "eval"), "world", "val")] and first["own"]
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / record.FORCING_FILE).write_text(json.dumps(_forcing(0.1, 0.2)))
+    assert record.forced_labels(tmp_path / "sft", tmp_path / "eval", "world", "val") == _forcing(0.1, 0.2)
+    assert len(computed) == 1
 
 
 def test_with_a_held_out_world_every_model_is_scored_and_checked_there_too(tmp_path, monkeypatch):
@@ -167,9 +191,13 @@ def test_with_a_held_out_world_every_model_is_scored_and_checked_there_too(tmp_p
     monkeypatch.setattr(record, "evaluate", fake_evaluate)
     monkeypatch.setattr(record, "own_rewards", fake_rewards)
     _no_side_tables(monkeypatch)
+    forced = []
+    monkeypatch.setattr(record, "forced_labels", lambda model, eval_dir, dataset, split:
+                        forced.append((model.name, eval_dir.parent.name, dataset, split)) or _forcing(0.8, 0.9))
     out = tmp_path / "record.md"
     record.main(["--seeds", "0", "1", "--work", str(tmp_path), "--dataset", "demo", "--holdout", "world2",
                  "--holdout-split", "heldout", "--out", str(out)])
+    assert forced == [(name, "eval-holdout", "world2", "heldout") for name in record.FORCED_RUNS] * 2
 
     for run in record.RUNS:  # each model, each seed, on both sets, each set in its own folder
         assert scored.count((run.name, "eval", "demo", "val")) == 2
@@ -179,6 +207,7 @@ def test_with_a_held_out_world_every_model_is_scored_and_checked_there_too(tmp_p
     assert "- **missed**: stage2 raises its own reward on val:" in text
     assert "- met: stage2 raises its own reward on the held-out world:" in text
     assert "## F1 per label (the held-out world, 7 clips, mean over seeds)" in text  # the larger set's
+    assert "## The labels after the reference description (the held-out world;" in text
     raw = json.loads(out.with_suffix(".json").read_text())
     assert raw["sets"]["the held-out world"]["metrics"]["sft"][0]["act F1_all"] == 0.9
     assert raw["sets"]["val"]["clips"] == 5
