@@ -208,6 +208,8 @@ def generate_batch(model: Any, processor: Any, frame_lists: Sequence[Sequence[An
     else:
         if len(answer_starts) != len(frame_lists):
             raise EvaluationError(f"{len(answer_starts)} answer starts for {len(frame_lists)} samples")
+        if constraint is not None:  # the grammar would read the forced text as the answer's first tokens
+            raise EvaluationError("forced answer starts and constrained decoding do not combine")
         prompts = [forced_prompt(processor, len(frames), start) for frames, start in zip(frame_lists, answer_starts)]
     images = [[frame.convert("RGB") for frame in frames] for frames in frame_lists]
     inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")

@@ -9,7 +9,7 @@ import pytest
 from test_evaluate import CLIPS, FRAMES_PER_CLIP, make_dataset
 
 from evaluate import description_forcing
-from evaluate.generate import Generated, forced_prompt, generate_answers, load_model_and_processor
+from evaluate.generate import EvaluationError, Generated, forced_prompt, generate_answers, load_model_and_processor
 from core.prompt import answer_turn, image_prompt
 from taxonomy.answer import answer_through_description, format_answer
 
@@ -34,6 +34,9 @@ def test_a_forced_answer_starts_with_what_was_forced(tiny_vlm_dir):
     result = generate_answers(model, processor, [_frames(0), _frames(1)], batch_size=2, max_new_tokens=4,
                               progress=False, answer_starts=[start, start])
     assert all(text.startswith(start) and len(text) > len(start) for text in result.texts)
+    with pytest.raises(EvaluationError, match="do not combine"):
+        generate_answers(model, processor, [_frames(0)], max_new_tokens=2, progress=False,
+                         answer_starts=[start], constraint=object())
 
 
 def _reads_labels_off(description: str) -> str:
