@@ -34,7 +34,7 @@ from evaluate.generate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     EvaluationError,
-    generate_answers,
+    generate_for_split,
     load_eval_split,
     load_model_and_processor,
 )
@@ -79,13 +79,13 @@ def force_descriptions(model_dir: str, eval_dir: str, dataset: str, split: str =
     def redecode(indices: list[int], descriptions: list[str]) -> list[str]:
         if not indices:
             return []
-        frames = data.select(indices)["frames"]
         starts = [answer_through_description(d) for d in descriptions]
-        return generate_answers(model, processor, frames, batch_size, max_new_tokens, desc="forcing",
-                                answer_starts=starts).texts
+        return generate_for_split(model, processor, data.select(indices), batch_size, max_new_tokens,
+                                  answer_starts=starts, desc="forcing").texts
 
+    references = list(data["description"])  # the column alone: indexing rows would decode their frames
     own_again = redecode(checked, [records[i]["parsed"]["description"] for i in checked])
-    forced = redecode(wrong, [data[i]["description"] for i in wrong])
+    forced = redecode(wrong, [references[i] for i in wrong])
     texts = [r["text"] for r in records]
     for i, text in zip(wrong, forced):
         texts[i] = text

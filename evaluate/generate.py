@@ -280,10 +280,12 @@ class _FrameColumn:
 
 def generate_for_split(model: Any, processor: Any, data: Any, batch_size: int = DEFAULT_BATCH_SIZE,
                        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True,
-                       constraint: Any = None, sampling: Sampling | None = None) -> Generated:
-    """Answers for every row of a prepared split (its ``frames`` column), in row order."""
-    return generate_answers(model, processor, _FrameColumn(data), batch_size, max_new_tokens, progress,
-                            constraint=constraint, sampling=sampling)
+                       constraint: Any = None, sampling: Sampling | None = None,
+                       answer_starts: Sequence[str] | None = None, desc: str = "generating") -> Generated:
+    """Answers for every row of a prepared split (its ``frames`` column), in row order
+    (``answer_starts`` as :func:`generate_batch`)."""
+    return generate_answers(model, processor, _FrameColumn(data), batch_size, max_new_tokens, progress, desc,
+                            constraint=constraint, sampling=sampling, answer_starts=answer_starts)
 
 
 def add_model_loading_args(parser) -> None:

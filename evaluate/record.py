@@ -559,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     headroom: list[dict] = []
     signals: list[dict] = []
     forcing: dict[str, list[dict]] = {name: [] for name in FORCED_RUNS}
+    largest = evalsets[-1]  # the held-out world where there is one
     for seed in args.seeds:
         root = Path(args.work) / f"seed{seed}"
         for run in RUNS:
@@ -574,7 +575,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         headroom.append(headroom_of_predictions(root / "eval" / "sft" / PREDICTIONS_FILE, args.dataset, "val",
                                                 args.clip_model))
         signals.append(stage_label_signal(root, args.dataset, seed))
-        largest = evalsets[-1]
         for name in FORCED_RUNS:
             forcing[name].append(forced_labels(root / name, root / largest.folder / name, largest.dataset, largest.split))
         for run in RUNS:

@@ -58,12 +58,13 @@ def test_only_the_wrong_descriptions_are_replaced_by_the_reference(tmp_path, mon
     (eval_dir / "predictions.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     forced_with = []
 
-    def fake_generate(model, processor, frames, batch_size, max_new_tokens, desc, answer_starts):
+    def fake_generate(model, processor, rows, batch_size, max_new_tokens, answer_starts, desc):
+        assert len(rows) == len(answer_starts)
         forced_with.extend(answer_starts)
         return Generated(texts=[_reads_labels_off(json.loads(s + " {}}")["description"]) for s in answer_starts])
 
     monkeypatch.setattr(description_forcing, "load_model_and_processor", lambda model_dir: (None, None))
-    monkeypatch.setattr(description_forcing, "generate_answers", fake_generate)
+    monkeypatch.setattr(description_forcing, "generate_for_split", fake_generate)
     result = description_forcing.force_descriptions("m", str(eval_dir), str(dataset), "test", check_clips=2)
 
     references = [answer_through_description(d) for *_, d in CLIPS]
