@@ -20,11 +20,8 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from evaluate.metrics import label_metrics
-from evaluate.run import load_predictions
-from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, reasons_to_vector
-
-LABEL_SETS = (("act", "actions", ACTION_KEYS, actions_to_vector), ("expl", "reasons", REASON_KEYS, reasons_to_vector))
+from evaluate.metrics import LABEL_GROUPS, label_metrics
+from evaluate.run import load_predictions, pair_by_clip
 
 
 @dataclass(frozen=True)
@@ -46,12 +43,7 @@ def _f1_all(records: Sequence[dict], field: str, keys: Sequence[str], to_vector)
 
 def answer_shift(start: Sequence[dict], end: Sequence[dict]) -> Shift:
     """Pair the two evaluations' records by clip id and split the F1_all change."""
-    end_by_id = {r["id"]: r for r in end}
-    missing = [r["id"] for r in start if r["id"] not in end_by_id]
-    if missing or len(end_by_id) != len(start):
-        raise ValueError(f"the two evaluations cover different clips ({len(start)} against {len(end_by_id)}; "
-                         f"first missing: {missing[:3]})")
-    pairs = [(r, end_by_id[r["id"]]) for r in start]
+    pairs = pair_by_clip(start, end)
     changed = [(a, b) for a, b in pairs if a["parsed"]["description"] != b["parsed"]["description"]]
     same = [(a, b) for a, b in pairs if a["parsed"]["description"] == b["parsed"]["description"]]
 
@@ -59,7 +51,7 @@ def answer_shift(start: Sequence[dict], end: Sequence[dict]) -> Shift:
         return any(sorted(a["parsed"][f] or []) != sorted(b["parsed"][f] or []) for f in ("actions", "reasons"))
 
     f1_change = {}
-    for name, field, keys, to_vector in LABEL_SETS:
+    for name, field, keys, to_vector in LABEL_GROUPS:
         parts = {}
         for part, subset in (("description changed", changed), ("description same", same)):
             if not subset:

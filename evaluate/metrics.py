@@ -30,6 +30,8 @@ from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, as_labe
 
 # The official script's value for an ill-defined F1 (scikit-learn's default behaviour, made explicit).
 ZERO_DIVISION = 0.0
+# The two label groups an answer is scored on: (short name, answer field, class names, field -> 0/1 vector).
+LABEL_GROUPS = (("act", "actions", ACTION_KEYS, actions_to_vector), ("expl", "reasons", REASON_KEYS, reasons_to_vector))
 # Up to this many classes, best_constant_baseline tries every constant 0/1 vector (2**K of them);
 # above it, the K "top-k most frequent classes" vectors (21 reasons would be 2 million vectors).
 EXHAUSTIVE_MAX_CLASSES = 10
@@ -112,17 +114,28 @@ def description_metrics(predicted: Sequence[str | None], reference: Sequence[str
     }
 
 
-def _f1_all_of_constants(truth: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """F1_all of each constant prediction (rows of ``candidates``), vectorised.
+def _sample_f1_of_counts(overlap: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per-sample F1 = 2*TP / (2*TP + FP + FN) = 2|t & p| / (|t| + |p|), and ZERO_DIVISION where
+    |t| + |p| = 0: scikit-learn's definition, which the tests check against f1_score."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sizes > 0, 2.0 * overlap / np.maximum(sizes, 1), ZERO_DIVISION)
 
-    Per-sample F1 = 2*TP / (2*TP + FP + FN) = 2|t & c| / (|t| + |c|), and ZERO_DIVISION where
-    |t| + |c| = 0: scikit-learn's definition, which the tests check against f1_score.
-    """
+
+def sample_f1(y_true: Any, y_pred: Any) -> np.ndarray:
+    """Each sample's F1, shape (N,): F1_all is their mean (``average="samples"``), so a difference
+    in F1_all between two models on the same samples is the mean of their per-sample differences."""
+    truth = as_label_matrix(y_true, "y_true", None)
+    pred = as_label_matrix(y_pred, "y_pred", truth.shape[1])
+    if truth.shape != pred.shape:
+        raise ValueError(f"y_true has shape {truth.shape} but y_pred has shape {pred.shape}")
+    return _sample_f1_of_counts((truth * pred).sum(axis=1), truth.sum(axis=1) + pred.sum(axis=1))
+
+
+def _f1_all_of_constants(truth: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """F1_all of each constant prediction (rows of ``candidates``), vectorised."""
     overlap = truth @ candidates.T  # (N, C): |t & c|
     sizes = truth.sum(axis=1, keepdims=True) + candidates.sum(axis=1)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_sample = np.where(sizes > 0, 2.0 * overlap / np.maximum(sizes, 1), ZERO_DIVISION)
-    return per_sample.mean(axis=0)
+    return _sample_f1_of_counts(overlap, sizes).mean(axis=0)
 
 
 def _describe_constant(vector: np.ndarray, prevalence: np.ndarray) -> str:

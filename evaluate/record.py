@@ -13,6 +13,9 @@ and, with ``--holdout``, on a second, larger held-out world, and writes a markdo
 - every figure as the mean over seeds with its range [min, max];
 - each RL stage against its null control (same start, steps and seed): what its reward's
   information adds beyond the cost of sampled updates;
+- every run against its start, every stage against its control and the chain's end against SFT:
+  the F1_all difference with its interval over clips (:mod:`evaluate.paired_bootstrap`), since
+  the seeds' range says nothing of how the clips were drawn;
 - R1 on val against training steps for stage 1 by actor-critic, by GRPO and under the null reward
   (checkpoints);
 - what each stage's reward can pay for: R1's headroom over SFT's descriptions
@@ -44,7 +47,7 @@ import json
 import logging
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -58,6 +61,7 @@ from evaluate.label_signal import signal_of_model
 from evaluate.metrics import description_metrics
 from evaluate.r1_headroom import headroom_of_predictions
 from evaluate.run import PREDICTIONS_FILE, evaluate_model, load_predictions
+from evaluate.paired_bootstrap import Interval, compare
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +136,13 @@ METRICS = (
     ("CLIP score", lambda m: m["clip_score"]),
     ("description = reference", lambda m: m["description"]["exact_match"]),
 )
+
+
+# The (start, end) pairs whose F1_all differences get an interval over clips: every run against the
+# model it starts from, every RL stage against its null control, and the chain's end against SFT.
+COMPARISONS = (*((run.start, run.name) for run in RUNS if run.start),
+               *((run.name, run.null_of) for run in RUNS if run.null_of),
+               (CHAIN[0], CHAIN[-1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,6 +449,7 @@ class Scores:
     evalset: EvalSet
     metrics: dict[str, list[dict]]
     rewards: dict[str, list[dict]]
+    intervals: dict[tuple[str, str], dict[str, Interval]] = field(default_factory=dict)  # per COMPARISONS pair
 
     @property
     def clips(self) -> int:
@@ -491,6 +503,32 @@ def render_controls(scores: Scores) -> list[str]:
     return lines + [""]
 
 
+def clip_intervals(eval_dirs: Mapping[str, Sequence[Path]]) -> dict[tuple[str, str], dict[str, Interval]]:
+    """Per COMPARISONS pair, the act and expl F1_all difference (end − start, mean over seeds) with
+    its interval over clips (evaluate/paired_bootstrap.py), from each run's per-seed evaluation
+    folders ``eval_dirs[run]`` (every folder of one evaluation set: the same clips)."""
+    predictions = {name: [load_predictions(d) for d in dirs] for name, dirs in eval_dirs.items()}
+    return {(start, end): compare(predictions[start], predictions[end]) for start, end in COMPARISONS}
+
+
+def render_intervals(scores: Scores) -> list[str]:
+    """Each comparison's F1_all differences with their intervals over clips, beside the per-seed values."""
+    some = next(iter(next(iter(scores.intervals.values())).values()))
+    lines = [f"## Which differences the clips can tell from none ({scores.evalset.name}, {scores.clips} clips)", "",
+             f"End − start in F1_all, mean over seeds, then its {some.level:.0%} interval over clips "
+             "(`python -m evaluate.paired_bootstrap`: the clips drawn again with replacement, the same draw for "
+             "both models, each clip's difference averaged over the seeds first), then each seed's difference. "
+             "The seeds share the clips, so the per-seed values can agree in sign and still sit inside the "
+             "clips' interval; an interval that holds 0 is a difference these clips cannot tell from none.", "",
+             "| start -> end | act F1_all [interval] | act per seed | expl F1_all [interval] | expl per seed |",
+             "|---|---|---|---|---|"]
+    for (start, end), by_group in scores.intervals.items():
+        cells = [cell for name in ("act", "expl")
+                 for cell in (str(by_group[name]), " / ".join(f"{v:+.4f}" for v in by_group[name].per_seed))]
+        lines.append(f"| {start} -> {end} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def render_per_label(scores: Scores) -> list[str]:
     """Per label, every model's F1 on one evaluation set (mean over seeds): which labels each stage moves."""
     lines = [f"## F1 per label ({scores.evalset.name}, {scores.clips} clips, mean over seeds)", "",
@@ -515,6 +553,9 @@ def render(seeds, scores: Sequence[Scores], curves_file: str, command: str, head
         lines += render_scores(score)
     for score in scores:
         lines += render_controls(score)
+    for score in scores:
+        if score.intervals:
+            lines += render_intervals(score)
     lines += ["`stage1_grpo`: stage 1 trained by critic-free GRPO (same reward, steps and seeds) instead of "
               "the actor-critic; `<stage>_null`: the stage as in its recipe, from the same start, but with "
               "every reward scored against another clip of the batch (`reward_control: true`): the same "
@@ -581,6 +622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if run.curve:
                 curves[run.name].append(r1_curve(run, root, args.dataset, args.clip_model))
 
+    for score in scores:
+        score.intervals = clip_intervals({run.name: [Path(args.work) / f"seed{seed}" / score.evalset.folder / run.name
+                                                     for seed in args.seeds] for run in RUNS})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     curves_file = out.with_suffix(".r1_curve.png")
@@ -592,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
            "description_forcing": forcing,
            "sets": {s.evalset.name: {"dataset": s.evalset.dataset, "split": s.evalset.split, "clips": s.clips,
                                      "rewards": s.rewards,
+                                     "clip_intervals": [{"start": a, "end": b, **{k: asdict(v) for k, v in i.items()}}
+                                                        for (a, b), i in s.intervals.items()],
                                      "metrics": {k: [{n: get(m) for n, get in METRICS} for m in v]
                                                  for k, v in s.metrics.items()}}
                     for s in scores}}

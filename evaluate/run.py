@@ -342,6 +342,17 @@ def load_predictions(run_dir: str | Path) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
+def pair_by_clip(start: Sequence[dict], end: Sequence[dict]) -> list[tuple[dict, dict]]:
+    """Two evaluations' records of the same clips, paired by clip id in ``start``'s order; a
+    ValueError when they cover different clips."""
+    end_by_id = {r["id"]: r for r in end}
+    missing = [r["id"] for r in start if r["id"] not in end_by_id]
+    if missing or len(end_by_id) != len(start):
+        raise ValueError(f"the two evaluations cover different clips ({len(start)} against {len(end_by_id)}; "
+                         f"first missing: {missing[:3]})")
+    return [(r, end_by_id[r["id"]]) for r in start]
+
+
 def compare_runs(runs: Mapping[str, str], out_dir: str | Path, logs: Mapping[str, str] | None = None) -> Path:
     """Merge the metrics.json of several runs ({label: run folder}) into one report in ``out_dir``.
 

@@ -149,6 +149,7 @@ def _no_side_tables(monkeypatch):
     monkeypatch.setattr(record, "r1_curve", lambda *a, **k: [(0, 0.5)])
     monkeypatch.setattr(record, "plot_curves", lambda *a, **k: None)
     monkeypatch.setattr(record, "forced_labels", lambda *a, **k: _forcing(0.8, 0.9))
+    monkeypatch.setattr(record, "clip_intervals", lambda eval_dirs: {})
 
 
 def _forcing(own: float, forced: float, wrong: int = 3) -> dict:
@@ -194,10 +195,15 @@ def test_with_a_held_out_world_every_model_is_scored_and_checked_there_too(tmp_p
     forced = []
     monkeypatch.setattr(record, "forced_labels", lambda model, eval_dir, dataset, split:
                         forced.append((model.name, eval_dir.parent.name, dataset, split)) or _forcing(0.8, 0.9))
+    interval_sets = []
+    monkeypatch.setattr(record, "clip_intervals", lambda eval_dirs: interval_sets.append(eval_dirs) or {})
     out = tmp_path / "record.md"
     record.main(["--seeds", "0", "1", "--work", str(tmp_path), "--dataset", "demo", "--holdout", "world2",
                  "--holdout-split", "heldout", "--out", str(out)])
     assert forced == [(name, "eval-holdout", "world2", "heldout") for name in record.FORCED_RUNS] * 2
+    # one interval set per evaluation set, each from every run's folders of that set, one per seed
+    assert [{d.parent.name for dirs in e.values() for d in dirs} for e in interval_sets] == [{"eval"}, {"eval-holdout"}]
+    assert interval_sets[1]["stage3"] == [tmp_path / f"seed{s}" / "eval-holdout" / "stage3" for s in (0, 1)]
 
     for run in record.RUNS:  # each model, each seed, on both sets, each set in its own folder
         assert scored.count((run.name, "eval", "demo", "val")) == 2
@@ -264,3 +270,37 @@ def test_the_control_table_shows_each_stage_minus_its_null_control_per_seed():
     assert stage.strip() == "+0.1500 (+0.1000 / +0.2000)"
     assert information.strip() == "+0.1500 (+0.0500 / +0.2500)"
     assert act.strip() == "+0.0200 (+0.0300 / +0.0100)"
+
+
+def test_every_run_is_compared_with_its_start_and_every_stage_with_its_control():
+    pairs = set(record.COMPARISONS)
+    assert {("sft", "stage1"), ("stage1", "stage2"), ("stage2", "stage3"), ("sft", "sft_control"),
+            ("sft", "stage1_grpo"), ("stage2", "stage3_null")} <= pairs
+    assert {("stage1_null", "stage1"), ("stage2_null", "stage2"), ("stage3_null", "stage3"), ("sft", "stage3")} <= pairs
+
+
+def _predictions(folder, act_hits):
+    """An evaluation folder whose answers hit the one true action ("stop") on the clips marked 1."""
+    folder.mkdir(parents=True)
+    rows = [{"id": f"c{k}", "parsed": {"actions": ["stop"] if hit else ["forward"], "reasons": []},
+             "truth": {"actions": ["stop"], "reasons": []}} for k, hit in enumerate(act_hits)]
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_the_interval_table_shows_end_minus_start_per_comparison(tmp_path):
+    hits = {name: [1, 1, 0, 0] for name in (run.name for run in record.RUNS)}
+    hits["stage3"] = [1, 1, 1, 0]  # one clip better than every other model
+    dirs = {name: [_predictions(tmp_path / f"seed{s}" / name, h) for s in (0, 1)] for name, h in hits.items()}
+    metrics = {run.name: [_metrics(), _metrics()] for run in record.RUNS}
+    metrics["sft"][0]["actions"]["n_samples"] = 4
+    scores = record.Scores(record.EvalSet("val", "d", "val", "eval"), metrics, {}, record.clip_intervals(dirs))
+    text = "\n".join(record.render_intervals(scores))
+    assert "## Which differences the clips can tell from none (val, 4 clips)" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| sft -> stage3 |")]
+    act, act_seeds = row.strip("|").split("|")[1:3]
+    assert act.strip().startswith("+0.2500 [") and act_seeds.strip() == "+0.2500 / +0.2500"
+    (row,) = [line for line in text.splitlines() if line.startswith("| stage3_null -> stage3 |")]
+    assert row.split("|")[2].strip().startswith("+0.2500")
+    (row,) = [line for line in text.splitlines() if line.startswith("| sft -> stage1 |")]
+    assert row.split("|")[2].strip() == "+0.0000 [+0.0000, +0.0000]"
