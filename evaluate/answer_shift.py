@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from evaluate.metrics import LABEL_GROUPS, label_metrics
-from evaluate.run import load_predictions, pair_by_clip
+from evaluate.run import add_evaluation_pairs, evaluation_pairs, pair_by_clip
 
 
 @dataclass(frozen=True)
@@ -85,17 +85,14 @@ def render(shift: Shift, start: str, end: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--start", action="append", required=True, help="the start model's evaluation folder")
-    parser.add_argument("--end", action="append", required=True, help="the end model's evaluation folder")
+    add_evaluation_pairs(parser)
     args = parser.parse_args(argv)
-    if len(args.start) != len(args.end):
-        parser.error("give as many --end as --start folders (one pair per seed)")
     try:
         start, end = [], []
-        for index, (s, e) in enumerate(zip(args.start, args.end)):
+        for index, (s, e) in enumerate(evaluation_pairs(parser, args)):
             # prefix ids with the pair's index: the same clip id recurs across seeds
-            start += [{**r, "id": (index, r["id"])} for r in load_predictions(s)]
-            end += [{**r, "id": (index, r["id"])} for r in load_predictions(e)]
+            start += [{**r, "id": (index, r["id"])} for r in s]
+            end += [{**r, "id": (index, r["id"])} for r in e]
         shift = answer_shift(start, end)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -30,12 +30,13 @@ from typing import Sequence
 import numpy as np
 
 from evaluate.metrics import LABEL_GROUPS, sample_f1
-from evaluate.run import load_predictions, pair_by_clip
+from evaluate.run import add_evaluation_pairs, evaluation_pairs, pair_by_clip
 
 RESAMPLES = 10_000  # redrawn clip sets per interval: the percentiles move by under 0.0005 between draws
 LEVEL = 0.95
 SEED = 0
 CHUNK = 1_000  # redraws held in memory at once (CHUNK x clips indices)
+DECIMALS = 4  # as the record prints F1
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,12 @@ class Interval:
 
     @property
     def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
+        """Clear of 0 as printed (4 decimals): a low end of +0.00001 reads as 0 and counts as 0."""
+        return round(self.low, DECIMALS) > 0 or round(self.high, DECIMALS) < 0
 
 
 def _signed(value: float) -> str:
-    return f"{round(value, 4) + 0.0:+.4f}"  # + 0.0: a rounded -0.0 prints as +0.0000
+    return f"{round(value, DECIMALS) + 0.0:+.{DECIMALS}f}"  # + 0.0: a rounded -0.0 prints as +0.0000
 
 
 def bootstrap_interval(differences: np.ndarray, resamples: int = RESAMPLES, level: float = LEVEL,
@@ -125,17 +127,14 @@ def render(intervals: dict[str, Interval], start: str, end: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--start", action="append", required=True, help="the start model's evaluation folder (one per seed)")
-    parser.add_argument("--end", action="append", required=True, help="the end model's evaluation folder (one per seed)")
+    add_evaluation_pairs(parser)
     parser.add_argument("--resamples", type=int, default=RESAMPLES)
     parser.add_argument("--level", type=float, default=LEVEL)
     parser.add_argument("--seed", type=int, default=SEED, help="the redraws' random seed")
     args = parser.parse_args(argv)
-    if len(args.start) != len(args.end):
-        parser.error("give as many --end as --start folders (one pair per seed)")
     try:
-        intervals = compare([load_predictions(s) for s in args.start], [load_predictions(e) for e in args.end],
-                            args.resamples, args.level, args.seed)
+        pairs = evaluation_pairs(parser, args)
+        intervals = compare([s for s, _ in pairs], [e for _, e in pairs], args.resamples, args.level, args.seed)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -519,12 +519,16 @@ def render_intervals(scores: Scores) -> list[str]:
              "(`python -m evaluate.paired_bootstrap`: the clips drawn again with replacement, the same draw for "
              "both models, each clip's difference averaged over the seeds first), then each seed's difference. "
              "The seeds share the clips, so the per-seed values can agree in sign and still sit inside the "
-             "clips' interval; an interval that holds 0 is a difference these clips cannot tell from none.", "",
+             "clips' interval; an interval that holds 0 is a difference these clips cannot tell from none, and "
+             "one that does not is in bold.", "",
              "| start -> end | act F1_all [interval] | act per seed | expl F1_all [interval] | expl per seed |",
              "|---|---|---|---|---|"]
     for (start, end), by_group in scores.intervals.items():
+        def told(interval: Interval) -> str:
+            return f"**{interval}**" if interval.excludes_zero else str(interval)
+
         cells = [cell for name in ("act", "expl")
-                 for cell in (str(by_group[name]), " / ".join(f"{v:+.4f}" for v in by_group[name].per_seed))]
+                 for cell in (told(by_group[name]), " / ".join(f"{v:+.4f}" for v in by_group[name].per_seed))]
         lines.append(f"| {start} -> {end} | " + " | ".join(cells) + " |")
     return lines + [""]
 

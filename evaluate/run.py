@@ -342,6 +342,20 @@ def load_predictions(run_dir: str | Path) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
+def add_evaluation_pairs(parser: argparse.ArgumentParser) -> None:
+    """``--start``/``--end``: one pair of evaluation folders per seed, for the tools that compare two models."""
+    parser.add_argument("--start", action="append", required=True, help="the start model's evaluation folder (one per seed)")
+    parser.add_argument("--end", action="append", required=True, help="the end model's evaluation folder (one per seed)")
+
+
+def evaluation_pairs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[list[dict], list[dict]]]:
+    """The parsed ``--start``/``--end`` folders' records, pair by pair (a usage error when unmatched;
+    an EvaluationError naming a folder without predictions)."""
+    if len(args.start) != len(args.end):
+        parser.error("give as many --end as --start folders (one pair per seed)")
+    return [(load_predictions(s), load_predictions(e)) for s, e in zip(args.start, args.end)]
+
+
 def pair_by_clip(start: Sequence[dict], end: Sequence[dict]) -> list[tuple[dict, dict]]:
     """Two evaluations' records of the same clips, paired by clip id in ``start``'s order; a
     ValueError when they cover different clips."""

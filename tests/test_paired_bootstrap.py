@@ -44,6 +44,8 @@ def test_the_interval_has_the_width_of_the_mean_over_clips():
 def test_a_constant_difference_has_no_width_and_excludes_zero():
     interval = bootstrap_interval(np.full(50, 0.02))
     assert interval.low == pytest.approx(0.02) and interval.high == pytest.approx(0.02) and interval.excludes_zero
+    assert not bootstrap_interval(np.full(50, 1e-6)).excludes_zero  # prints as +0.0000: not told from none
+    assert bootstrap_interval(np.full(50, -1e-3)).excludes_zero
 
 
 def test_seeds_are_averaged_per_clip_before_the_clips_are_drawn():

@@ -289,8 +289,9 @@ def _predictions(folder, act_hits):
 
 
 def test_the_interval_table_shows_end_minus_start_per_comparison(tmp_path):
-    hits = {name: [1, 1, 0, 0] for name in (run.name for run in record.RUNS)}
-    hits["stage3"] = [1, 1, 1, 0]  # one clip better than every other model
+    hits = {name: [0, 0, 0, 0] for name in (run.name for run in record.RUNS)}
+    hits["stage3"] = [1, 0, 0, 0]  # one clip better than SFT: the clips cannot tell it from none
+    hits["stage2"] = [1, 1, 1, 1]  # every clip better than stage 1: they can
     dirs = {name: [_predictions(tmp_path / f"seed{s}" / name, h) for s in (0, 1)] for name, h in hits.items()}
     metrics = {run.name: [_metrics(), _metrics()] for run in record.RUNS}
     metrics["sft"][0]["actions"]["n_samples"] = 4
@@ -304,3 +305,6 @@ def test_the_interval_table_shows_end_minus_start_per_comparison(tmp_path):
     assert row.split("|")[2].strip().startswith("+0.2500")
     (row,) = [line for line in text.splitlines() if line.startswith("| sft -> stage1 |")]
     assert row.split("|")[2].strip() == "+0.0000 [+0.0000, +0.0000]"
+    # an interval clear of 0 is in bold, one that holds 0 is not
+    (row,) = [line for line in text.splitlines() if line.startswith("| stage1 -> stage2 |")]
+    assert row.split("|")[2].strip() == "**+1.0000 [+1.0000, +1.0000]**"
