@@ -59,9 +59,9 @@ from evaluate.description_forcing import OUTPUT_FILE as FORCING_FILE
 from evaluate.description_forcing import force_descriptions
 from evaluate.label_signal import signal_of_model
 from evaluate.metrics import description_metrics
+from evaluate.paired_bootstrap import Interval, compare
 from evaluate.r1_headroom import headroom_of_predictions
 from evaluate.run import PREDICTIONS_FILE, evaluate_model, load_predictions
-from evaluate.paired_bootstrap import Interval, compare
 
 logger = logging.getLogger(__name__)
 
@@ -523,10 +523,10 @@ def render_intervals(scores: Scores) -> list[str]:
              "one that does not is in bold.", "",
              "| start -> end | act F1_all [interval] | act per seed | expl F1_all [interval] | expl per seed |",
              "|---|---|---|---|---|"]
-    for (start, end), by_group in scores.intervals.items():
-        def told(interval: Interval) -> str:
-            return f"**{interval}**" if interval.excludes_zero else str(interval)
+    def told(interval: Interval) -> str:
+        return f"**{interval}**" if interval.excludes_zero else str(interval)
 
+    for (start, end), by_group in scores.intervals.items():
         cells = [cell for name in ("act", "expl")
                  for cell in (told(by_group[name]), " / ".join(f"{v:+.4f}" for v in by_group[name].per_seed))]
         lines.append(f"| {start} -> {end} | " + " | ".join(cells) + " |")
