@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from evaluate.metrics import LABEL_GROUPS, label_metrics
+from evaluate.metrics import LABEL_GROUPS, label_metrics, signed
 from evaluate.run import add_evaluation_pairs, evaluation_pairs, pair_by_clip
 
 
@@ -74,9 +74,6 @@ def render(shift: Shift, start: str, end: str) -> str:
              "of them with the description unchanged)",
              "| F1_all change | from clips whose description changed | from the others | all |",
              "|---|---|---|---|"]
-    def signed(value: float) -> str:
-        return f"{round(value, 4) + 0.0:+.4f}"  # + 0.0: a rounded -0.0 prints as +0.0000
-
     for name, parts in shift.f1_change.items():
         lines.append(f"| {name} | {signed(parts['description changed'])} | {signed(parts['description same'])} | "
                      f"{signed(parts['all'])} |")

@@ -32,6 +32,8 @@ from taxonomy.labels import ACTION_KEYS, REASON_KEYS, actions_to_vector, as_labe
 ZERO_DIVISION = 0.0
 # The two label groups an answer is scored on: (short name, answer field, class names, field -> 0/1 vector).
 LABEL_GROUPS = (("act", "actions", ACTION_KEYS, actions_to_vector), ("expl", "reasons", REASON_KEYS, reasons_to_vector))
+# Decimals F1 differences are printed with (the records and the comparison tools).
+DIFFERENCE_DECIMALS = 4
 # Up to this many classes, best_constant_baseline tries every constant 0/1 vector (2**K of them);
 # above it, the K "top-k most frequent classes" vectors (21 reasons would be 2 million vectors).
 EXHAUSTIVE_MAX_CLASSES = 10
@@ -112,6 +114,12 @@ def description_metrics(predicted: Sequence[str | None], reference: Sequence[str
         "word_f1": float(np.mean([word_f1(p, r) for p, r in pairs])),
         "n_samples": len(pairs),
     }
+
+
+def signed(value: float) -> str:
+    """An F1 difference as printed: sign always shown, DIFFERENCE_DECIMALS places, and a value that
+    rounds to zero printed +0.0000 (``+ 0.0`` turns a rounded -0.0 into 0.0)."""
+    return f"{round(value, DIFFERENCE_DECIMALS) + 0.0:+.{DIFFERENCE_DECIMALS}f}"
 
 
 def _sample_f1_of_counts(overlap: np.ndarray, sizes: np.ndarray) -> np.ndarray:

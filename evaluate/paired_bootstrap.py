@@ -29,14 +29,13 @@ from typing import Sequence
 
 import numpy as np
 
-from evaluate.metrics import LABEL_GROUPS, sample_f1
+from evaluate.metrics import DIFFERENCE_DECIMALS, LABEL_GROUPS, sample_f1, signed
 from evaluate.run import add_evaluation_pairs, evaluation_pairs, pair_by_clip
 
 RESAMPLES = 10_000  # redrawn clip sets per interval: the percentiles move by under 0.0005 between draws
 LEVEL = 0.95
 SEED = 0
 CHUNK = 1_000  # redraws held in memory at once (CHUNK x clips indices)
-DECIMALS = 4  # as the record prints F1
 
 
 @dataclass(frozen=True)
@@ -51,16 +50,17 @@ class Interval:
     per_seed: tuple[float, ...]
 
     def __str__(self) -> str:
-        return f"{_signed(self.mean)} [{_signed(self.low)}, {_signed(self.high)}]"
+        return f"{signed(self.mean)} [{signed(self.low)}, {signed(self.high)}]"
 
     @property
     def excludes_zero(self) -> bool:
-        """Clear of 0 as printed (4 decimals): a low end of +0.00001 reads as 0 and counts as 0."""
-        return round(self.low, DECIMALS) > 0 or round(self.high, DECIMALS) < 0
+        """Clear of 0 as printed (:func:`evaluate.metrics.signed`): a low end of +0.00001 reads as 0 and counts as 0."""
+        return round(self.low, DIFFERENCE_DECIMALS) > 0 or round(self.high, DIFFERENCE_DECIMALS) < 0
 
-
-def _signed(value: float) -> str:
-    return f"{round(value, DECIMALS) + 0.0:+.{DECIMALS}f}"  # + 0.0: a rounded -0.0 prints as +0.0000
+    @property
+    def seeds(self) -> str:
+        """The per-seed differences, as printed."""
+        return " / ".join(signed(v) for v in self.per_seed)
 
 
 def bootstrap_interval(differences: np.ndarray, resamples: int = RESAMPLES, level: float = LEVEL,
@@ -121,7 +121,7 @@ def render(intervals: dict[str, Interval], start: str, end: str) -> str:
              f"mean over seeds [{some.level:.0%} interval over clips]",
              "| | difference [interval] | per seed |", "|---|---|---|"]
     for name, interval in intervals.items():
-        lines.append(f"| {name} F1_all | {interval} | {' / '.join(_signed(v) for v in interval.per_seed)} |")
+        lines.append(f"| {name} F1_all | {interval} | {interval.seeds} |")
     return "\n".join(lines)
 
 

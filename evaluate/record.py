@@ -528,7 +528,7 @@ def render_intervals(scores: Scores) -> list[str]:
 
     for (start, end), by_group in scores.intervals.items():
         cells = [cell for name in ("act", "expl")
-                 for cell in (told(by_group[name]), " / ".join(f"{v:+.4f}" for v in by_group[name].per_seed))]
+                 for cell in (told(by_group[name]), by_group[name].seeds)]
         lines.append(f"| {start} -> {end} | " + " | ".join(cells) + " |")
     return lines + [""]
 

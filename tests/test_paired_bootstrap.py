@@ -106,3 +106,8 @@ def test_cli_prints_both_groups_and_names_a_missing_folder(tmp_path, capsys):
     assert "4 clips, 1 seed(s)" in out and "| act F1_all | +0.2500 [" in out and "| expl F1_all | +0.0000 [" in out
     assert main(["--start", str(tmp_path / "s"), "--end", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_differences_print_with_a_sign_and_no_negative_zero():
+    interval = bootstrap_interval(np.array([[-1e-6, -1e-6], [0.0123, 0.0123]]), resamples=10)
+    assert interval.seeds == "+0.0000 / +0.0123"  # f"{-1e-6:+.4f}" would print -0.0000
